@@ -1,0 +1,41 @@
+# The two commands of the README:  `make demo`  (the main job)  and  `make test`.
+# Both first create the virtual environment from the lock file (once; again when it changes).
+
+PYTHON ?= python3
+VENV   ?= .venv
+PY     := $(VENV)/bin/python
+STAMP  := $(VENV)/.installed
+
+.PHONY: install demo sandbox test test-fast lint bench clean
+
+install: $(STAMP)
+
+$(STAMP): requirements.lock pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --disable-pip-version-check -r requirements.lock
+	$(PY) -m pip install --quiet --disable-pip-version-check --no-deps -e .
+	touch $(STAMP)
+
+# The main job. Until the demo flow lands it is the sandbox serving its demo data set.
+demo: $(STAMP)
+	$(PY) -m sandbox --dataset demo
+
+sandbox: demo
+
+# The test command (.ci/run calls exactly this).
+test: $(STAMP)
+	$(PY) -m ruff check .
+	$(PY) -m pytest
+
+test-fast: $(STAMP)
+	$(PY) -m pytest -m "not slow"
+
+lint: $(STAMP)
+	$(PY) -m ruff check .
+	$(PY) -m ruff format --check .
+
+bench: $(STAMP)
+	$(PY) bench/sandbox_pages.py
+
+clean:
+	rm -rf $(VENV) .pytest_cache

@@ -1,0 +1,204 @@
+"""`python -m sandbox`: serve the sandbox Pipedrive and Planhat until interrupted.
+
+This command line is a contract (scripts and benchmarks rely on it); flags are only ever added.
+
+    python -m sandbox [--dataset small|demo|large] [--seed N]
+                      [--pipedrive-port N] [--planhat-port M]
+                      [--pipedrive-token T] [--planhat-token U]
+                      [--host H] [--burst N] [--daily-budget N]
+                      [--webhook-time-scale F] [--webhook-ban-policy]
+                      [--fault-target pipedrive|planhat|both] [--fault-route GLOB]
+                      [--latency-ms MS] [--jitter-ms MS] [--p-500 P] [--p-502 P] [--p-503 P]
+                      [--p-429 P] [--p-429-no-retry-after P] [--p-hang P] [--p-drop P]
+                      [--json]
+
+Defaults: dataset demo, seed 7, host 127.0.0.1, Pipedrive on 8711, Planhat on 8712 (0 picks a
+free port), the documented sandbox tokens (see `sandbox.runner`), burst 40 per 2 s, time scale 1.
+It prints both base URLs and tokens (with `--json`: one JSON object on one line), serves until
+SIGINT or SIGTERM and exits 0.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import sys
+
+from sandbox.runner import (
+    DEFAULT_DATASET,
+    DEFAULT_HOST,
+    DEFAULT_PIPEDRIVE_PORT,
+    DEFAULT_PIPEDRIVE_TOKEN,
+    DEFAULT_PLANHAT_PORT,
+    DEFAULT_PLANHAT_TOKEN,
+    DEFAULT_SEED,
+    Sandbox,
+)
+from sandbox.server import free_port
+
+FAULT_FLAGS = ("p_500", "p_502", "p_503", "p_429", "p_429_no_retry_after", "p_hang", "p_drop")
+
+
+def _probability(text: str) -> float:
+    value = float(text)
+    if not 0.0 <= value <= 1.0:
+        raise argparse.ArgumentTypeError(f"{text} is not a probability between 0 and 1")
+    return value
+
+
+def _port(text: str) -> int:
+    value = int(text)
+    if not 0 <= value <= 65535:
+        raise argparse.ArgumentTypeError(f"{text} is not a TCP port (0 picks a free one)")
+    return value
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="python -m sandbox",
+        description="Serve local stand-ins for the Pipedrive and Planhat APIs with generated data.",
+    )
+    parser.add_argument(
+        "--dataset",
+        choices=("small", "demo", "large"),
+        default=DEFAULT_DATASET,
+        help="generated data set (default: %(default)s)",
+    )
+    parser.add_argument(
+        "--seed", type=int, default=DEFAULT_SEED, help="data generator seed (default: %(default)s)"
+    )
+    parser.add_argument(
+        "--host", default=DEFAULT_HOST, help="address to listen on (default: %(default)s)"
+    )
+    parser.add_argument(
+        "--pipedrive-port",
+        type=_port,
+        default=DEFAULT_PIPEDRIVE_PORT,
+        help="Pipedrive port, 0 for a free one (default: %(default)s)",
+    )
+    parser.add_argument(
+        "--planhat-port",
+        type=_port,
+        default=DEFAULT_PLANHAT_PORT,
+        help="Planhat port, 0 for a free one (default: %(default)s)",
+    )
+    parser.add_argument(
+        "--pipedrive-token",
+        default=DEFAULT_PIPEDRIVE_TOKEN,
+        help="the Pipedrive API token the sandbox accepts",
+    )
+    parser.add_argument(
+        "--planhat-token",
+        default=DEFAULT_PLANHAT_TOKEN,
+        help="the Planhat bearer token the sandbox accepts",
+    )
+    parser.add_argument(
+        "--burst",
+        type=int,
+        default=40,
+        help="Pipedrive burst limit per token per 2 s (default: %(default)s)",
+    )
+    parser.add_argument(
+        "--daily-budget",
+        type=int,
+        default=1_000_000,
+        help="Pipedrive daily request budget per token (default: %(default)s)",
+    )
+    parser.add_argument(
+        "--webhook-time-scale",
+        type=float,
+        default=1.0,
+        help="multiplies webhook retry delays (3, 30, 150 s) and timeout",
+    )
+    parser.add_argument(
+        "--webhook-ban-policy",
+        action="store_true",
+        help="ban a webhook after 10 failed first attempts, as Pipedrive does",
+    )
+    faults = parser.add_argument_group("faults (applied to --fault-target)")
+    faults.add_argument("--fault-target", choices=("pipedrive", "planhat", "both"), default="both")
+    faults.add_argument(
+        "--fault-route", default="*", help="shell pattern on the path (default: all)"
+    )
+    faults.add_argument("--latency-ms", type=float, default=0.0, help="added latency per request")
+    faults.add_argument("--jitter-ms", type=float, default=0.0, help="random extra latency, up to")
+    for name in FAULT_FLAGS:
+        faults.add_argument(
+            "--" + name.replace("_", "-"),
+            type=_probability,
+            default=0.0,
+            help=f"probability of a {name[2:].replace('_', ' ')} fault",
+        )
+    parser.add_argument(
+        "--json", action="store_true", help="print the addresses and tokens as one JSON line"
+    )
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    pipedrive_port = args.pipedrive_port or free_port(args.host)
+    planhat_port = args.planhat_port or free_port(args.host)
+    sandbox = Sandbox(
+        args.dataset,
+        args.seed,
+        host=args.host,
+        pipedrive_port=pipedrive_port,
+        planhat_port=planhat_port,
+        pipedrive_token=args.pipedrive_token,
+        planhat_token=args.planhat_token,
+        burst=args.burst,
+        daily_budget=args.daily_budget,
+        webhook_time_scale=args.webhook_time_scale,
+        webhook_ban_policy=args.webhook_ban_policy,
+    )
+    rule = {name: getattr(args, name) for name in FAULT_FLAGS}
+    if any(rule.values()) or args.latency_ms or args.jitter_ms:
+        try:
+            sandbox.add_fault(
+                args.fault_target,
+                route=args.fault_route,
+                latency_ms=args.latency_ms,
+                jitter_ms=args.jitter_ms,
+                **rule,
+            )
+        except ValueError as exc:
+            print(f"python -m sandbox: error: {exc}", file=sys.stderr)
+            return 2
+    info = {
+        "dataset": args.dataset,
+        "seed": args.seed,
+        "pipedrive_url": sandbox.pipedrive_url,
+        "pipedrive_token": args.pipedrive_token,
+        "planhat_url": sandbox.planhat_url,
+        "planhat_token": args.planhat_token,
+        "counts": sandbox.summary(),
+    }
+    if args.json:
+        print(json.dumps(info), flush=True)
+    else:
+        counts = ", ".join(f"{v} {k}" for k, v in info["counts"].items())
+        print(
+            f"Sandbox data set '{args.dataset}' (seed {args.seed}): {counts}\n"
+            f"Pipedrive  {sandbox.pipedrive_url}  (company URL; API under /api/v1 and /api/v2)\n"
+            f"           token: {args.pipedrive_token}\n"
+            f"Planhat    {sandbox.planhat_url}\n"
+            f"           token: {args.planhat_token}\n"
+            f"Admin: <url>/_sandbox/faults, /_sandbox/counters, /_sandbox/deliveries. "
+            f"Ctrl-C stops.",
+            flush=True,
+        )
+    try:
+        asyncio.run(sandbox.serve_forever())
+    except OSError as exc:
+        print(
+            f"python -m sandbox: cannot serve: {exc} (is the port in use? try --pipedrive-port 0)",
+            file=sys.stderr,
+        )
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

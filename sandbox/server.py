@@ -1,0 +1,125 @@
+"""Serve an ASGI app with uvicorn on a background thread (in-process) or in the foreground.
+
+The sandbox apps are ordinary ASGI apps. In tests and benchmarks they run on a free loopback
+port inside the current process (`ServedApp`); `python -m sandbox` serves them until SIGINT or
+SIGTERM.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import signal
+import socket
+import threading
+import time
+from typing import Any
+
+import uvicorn
+
+
+def free_port(host: str = "127.0.0.1") -> int:
+    """A TCP port that is free on `host` right now."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind((host, 0))
+        return int(sock.getsockname()[1])
+
+
+class _Server(uvicorn.Server):
+    def install_signal_handlers(self) -> None:  # the thread is not the main thread
+        return None
+
+
+class ServedApp:
+    """An ASGI app served by uvicorn on a background thread.
+
+    >>> served = ServedApp(app).start()
+    >>> served.url  # 'http://127.0.0.1:54321'
+    >>> served.stop()
+    """
+
+    def __init__(
+        self, app: Any, host: str = "127.0.0.1", port: int | None = None, log_level: str = "warning"
+    ) -> None:
+        self.app = app
+        self.host = host
+        self.port = port or free_port(host)
+        config = uvicorn.Config(
+            app,
+            host=self.host,
+            port=self.port,
+            log_level=log_level,
+            access_log=False,
+            lifespan="on",
+            timeout_keep_alive=30,
+            timeout_graceful_shutdown=2,
+        )
+        self._server = _Server(config)
+        self._thread: threading.Thread | None = None
+
+    @property
+    def url(self) -> str:
+        return f"http://{self.host}:{self.port}"
+
+    def start(self, timeout: float = 15.0) -> ServedApp:
+        self._thread = threading.Thread(
+            target=self._server.run, name=f"sandbox-{self.port}", daemon=True
+        )
+        self._thread.start()
+        deadline = time.monotonic() + timeout
+        while not self._server.started:
+            if not self._thread.is_alive():
+                raise RuntimeError(f"sandbox server on port {self.port} failed to start")
+            if time.monotonic() > deadline:
+                raise TimeoutError(
+                    f"sandbox server on port {self.port} did not start in {timeout}s"
+                )
+            time.sleep(0.01)
+        return self
+
+    def stop(self, timeout: float = 10.0) -> None:
+        self._server.should_exit = True
+        if self._thread is not None:
+            self._thread.join(timeout)
+            if self._thread.is_alive():  # a hung request: force it
+                self._server.force_exit = True
+                self._thread.join(timeout)
+            self._thread = None
+
+    def __enter__(self) -> ServedApp:
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+
+async def serve_together(apps: list[tuple[Any, str, int]], log_level: str = "warning") -> None:
+    """Serve several ASGI apps in the foreground, in one event loop, until SIGINT or SIGTERM."""
+    servers = [
+        _Server(
+            uvicorn.Config(
+                app,
+                host=host,
+                port=port,
+                log_level=log_level,
+                access_log=False,
+                lifespan="on",
+                timeout_graceful_shutdown=2,
+            )
+        )
+        for app, host, port in apps
+    ]
+    loop = asyncio.get_running_loop()
+
+    def request_exit() -> None:
+        for server in servers:
+            if server.should_exit:  # a second signal: stop without waiting
+                server.force_exit = True
+            server.should_exit = True
+
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, request_exit)
+    try:
+        await asyncio.gather(*(server.serve() for server in servers))
+    finally:
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            loop.remove_signal_handler(sig)
