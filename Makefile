@@ -13,7 +13,7 @@ install: $(STAMP)
 $(STAMP): requirements.lock pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --disable-pip-version-check -r requirements.lock
-	$(PY) -m pip install --quiet --disable-pip-version-check --no-deps -e .
+	$(PY) -m pip install --quiet --disable-pip-version-check --no-deps --config-settings editable_mode=compat -e .
 	touch $(STAMP)
 
 # The main job. Until the demo flow lands it is the sandbox serving its demo data set.
@@ -35,7 +35,9 @@ lint: $(STAMP)
 	$(PY) -m ruff format --check .
 
 bench: $(STAMP)
+	$(PY) bench/sandbox_data.py
 	$(PY) bench/sandbox_pages.py
+	$(PY) bench/clients_paging.py
 
 clean:
 	rm -rf $(VENV) .pytest_cache

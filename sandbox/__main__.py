@@ -23,6 +23,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import socket
 import sys
 
 from sandbox.runner import (
@@ -38,6 +39,16 @@ from sandbox.runner import (
 from sandbox.server import free_port
 
 FAULT_FLAGS = ("p_500", "p_502", "p_503", "p_429", "p_429_no_retry_after", "p_hang", "p_drop")
+
+
+def port_is_free(host: str, port: int) -> bool:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            sock.bind((host, port))
+        except OSError:
+            return False
+    return True
 
 
 def _probability(text: str) -> float:
@@ -140,6 +151,14 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     pipedrive_port = args.pipedrive_port or free_port(args.host)
     planhat_port = args.planhat_port or free_port(args.host)
+    for flag, port in (("--pipedrive-port", pipedrive_port), ("--planhat-port", planhat_port)):
+        if not port_is_free(args.host, port):
+            print(
+                f"python -m sandbox: error: port {port} on {args.host} is in use; "
+                f"choose another with {flag} (0 picks a free one)",
+                file=sys.stderr,
+            )
+            return 1
     sandbox = Sandbox(
         args.dataset,
         args.seed,
@@ -175,22 +194,25 @@ def main(argv: list[str] | None = None) -> int:
         "planhat_token": args.planhat_token,
         "counts": sandbox.summary(),
     }
-    if args.json:
-        print(json.dumps(info), flush=True)
-    else:
-        counts = ", ".join(f"{v} {k}" for k, v in info["counts"].items())
-        print(
-            f"Sandbox data set '{args.dataset}' (seed {args.seed}): {counts}\n"
-            f"Pipedrive  {sandbox.pipedrive_url}  (company URL; API under /api/v1 and /api/v2)\n"
-            f"           token: {args.pipedrive_token}\n"
-            f"Planhat    {sandbox.planhat_url}\n"
-            f"           token: {args.planhat_token}\n"
-            f"Admin: <url>/_sandbox/faults, /_sandbox/counters, /_sandbox/deliveries. "
-            f"Ctrl-C stops.",
-            flush=True,
-        )
+
+    def announce() -> None:
+        if args.json:
+            print(json.dumps(info), flush=True)
+        else:
+            counts = ", ".join(f"{v} {k}" for k, v in info["counts"].items())
+            print(
+                f"Sandbox data set '{args.dataset}' (seed {args.seed}): {counts}\n"
+                f"Pipedrive  {sandbox.pipedrive_url}  (company URL; APIs at /api/v1, /api/v2)\n"
+                f"           token: {args.pipedrive_token}\n"
+                f"Planhat    {sandbox.planhat_url}\n"
+                f"           token: {args.planhat_token}\n"
+                f"Admin: <url>/_sandbox/faults, /_sandbox/counters, /_sandbox/deliveries. "
+                f"Ctrl-C stops.",
+                flush=True,
+            )
+
     try:
-        asyncio.run(sandbox.serve_forever())
+        asyncio.run(sandbox.serve_forever(on_started=announce))
     except OSError as exc:
         print(
             f"python -m sandbox: cannot serve: {exc} (is the port in use? try --pipedrive-port 0)",

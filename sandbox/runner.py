@@ -10,6 +10,7 @@ nothing of the product: it only speaks the real APIs' shapes (see `../shared/ref
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 from sandbox.data import SIZES, generate, summary
@@ -113,14 +114,18 @@ class Sandbox:
             served.stop()
         self.pipedrive.close()
 
-    async def serve_forever(self) -> None:
-        """Serve both apps in the foreground until SIGINT or SIGTERM."""
+    async def serve_forever(self, on_started: Callable[[], None] | None = None) -> None:
+        """Serve both apps in the foreground until SIGINT or SIGTERM.
+
+        `on_started` runs once both are listening.
+        """
         try:
             await serve_together(
                 [
                     (self.pipedrive.asgi, self.host, self._ports[0]),
                     (self.planhat.asgi, self.host, self._ports[1]),
-                ]
+                ],
+                on_started=on_started,
             )
         finally:
             self.pipedrive.close()

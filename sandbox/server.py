@@ -12,6 +12,7 @@ import signal
 import socket
 import threading
 import time
+from collections.abc import Callable
 from typing import Any
 
 import uvicorn
@@ -49,7 +50,7 @@ class ServedApp:
             port=self.port,
             log_level=log_level,
             access_log=False,
-            lifespan="on",
+            lifespan="off",
             timeout_keep_alive=30,
             timeout_graceful_shutdown=2,
         )
@@ -92,8 +93,15 @@ class ServedApp:
         self.stop()
 
 
-async def serve_together(apps: list[tuple[Any, str, int]], log_level: str = "warning") -> None:
-    """Serve several ASGI apps in the foreground, in one event loop, until SIGINT or SIGTERM."""
+async def serve_together(
+    apps: list[tuple[Any, str, int]],
+    log_level: str = "warning",
+    on_started: Callable[[], None] | None = None,
+) -> None:
+    """Serve several ASGI apps in the foreground, in one event loop, until SIGINT or SIGTERM.
+
+    `on_started` is called once every server is listening (so that what it prints is true).
+    """
     servers = [
         _Server(
             uvicorn.Config(
@@ -102,7 +110,7 @@ async def serve_together(apps: list[tuple[Any, str, int]], log_level: str = "war
                 port=port,
                 log_level=log_level,
                 access_log=False,
-                lifespan="on",
+                lifespan="off",
                 timeout_graceful_shutdown=2,
             )
         )
@@ -118,8 +126,17 @@ async def serve_together(apps: list[tuple[Any, str, int]], log_level: str = "war
 
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, request_exit)
+
+    async def announce() -> None:
+        while not all(server.started for server in servers):
+            if any(server.should_exit for server in servers):
+                return
+            await asyncio.sleep(0.01)
+        if on_started is not None:
+            on_started()
+
     try:
-        await asyncio.gather(*(server.serve() for server in servers))
+        await asyncio.gather(announce(), *(server.serve() for server in servers))
     finally:
         for sig in (signal.SIGINT, signal.SIGTERM):
             loop.remove_signal_handler(sig)

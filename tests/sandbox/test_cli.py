@@ -1,0 +1,144 @@
+"""`python -m sandbox`: the command line that scripts and benchmarks rely on."""
+
+from __future__ import annotations
+
+import json
+import signal
+import socket
+import subprocess
+import sys
+
+import httpx
+import pytest
+
+
+def _start(*flags: str) -> tuple[subprocess.Popen[str], dict]:
+    proc = subprocess.Popen(  # noqa: S603 - our own module
+        [
+            sys.executable,
+            "-m",
+            "sandbox",
+            "--dataset",
+            "small",
+            "--pipedrive-port",
+            "0",
+            "--planhat-port",
+            "0",
+            "--json",
+            *flags,
+        ],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    assert proc.stdout is not None
+    line = proc.stdout.readline()
+    if not line:
+        proc.kill()
+        pytest.fail(f"the sandbox did not start: {proc.stderr.read() if proc.stderr else ''}")
+    return proc, json.loads(line)
+
+
+@pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGINT])
+def test_serves_both_apis_and_stops_cleanly_on_a_signal(sig: signal.Signals) -> None:
+    proc, info = _start("--pipedrive-token", "t" * 40, "--planhat-token", "ph-secret")
+    try:
+        assert info["dataset"] == "small" and info["counts"]["deals"] > 0
+        me = httpx.get(
+            f"{info['pipedrive_url']}/api/v1/users/me",
+            headers={"x-api-token": "t" * 40},
+            timeout=10,
+        )
+        assert me.status_code == 200 and me.json()["success"] is True
+        denied = httpx.get(
+            f"{info['pipedrive_url']}/api/v2/deals", headers={"x-api-token": "x" * 40}, timeout=10
+        )
+        assert denied.status_code == 401
+        companies = httpx.get(
+            f"{info['planhat_url']}/companies",
+            headers={"authorization": "Bearer ph-secret"},
+            timeout=10,
+        )
+        assert companies.status_code == 200 and isinstance(companies.json(), list)
+    finally:
+        proc.send_signal(sig)
+        assert proc.wait(timeout=15) == 0
+
+
+def test_defaults_are_documented_ports_and_tokens() -> None:
+    from sandbox.__main__ import build_parser
+    from sandbox.runner import DEFAULT_PIPEDRIVE_TOKEN
+
+    args = build_parser().parse_args([])
+    assert (args.dataset, args.seed) == ("demo", 7)
+    assert (args.pipedrive_port, args.planhat_port) == (8711, 8712)
+    assert args.pipedrive_token == DEFAULT_PIPEDRIVE_TOKEN and len(DEFAULT_PIPEDRIVE_TOKEN) == 40
+
+
+def test_fault_flags_reach_the_apis() -> None:
+    proc, info = _start("--fault-target", "planhat", "--p-503", "1")
+    try:
+        assert (
+            httpx.get(
+                f"{info['planhat_url']}/companies",
+                timeout=10,
+                headers={"authorization": f"Bearer {info['planhat_token']}"},
+            ).status_code
+            == 503
+        )
+        assert (
+            httpx.get(
+                f"{info['pipedrive_url']}/api/v2/deals",
+                timeout=10,
+                headers={"x-api-token": info["pipedrive_token"]},
+            ).status_code
+            == 200
+        )
+    finally:
+        proc.terminate()
+        proc.wait(timeout=15)
+
+
+@pytest.mark.parametrize(
+    ("flags", "message"),
+    [
+        (["--dataset", "huge"], "invalid choice: 'huge'"),
+        (["--p-500", "2"], "not a probability"),
+        (["--p-500", "0.7", "--p-503", "0.7"], "add up to"),
+        (["--pipedrive-port", "70000"], "not a TCP port"),
+    ],
+)
+def test_bad_flags_exit_2_with_a_clear_message(flags: list[str], message: str) -> None:
+    result = subprocess.run(  # noqa: S603
+        [sys.executable, "-m", "sandbox", "--pipedrive-port", "0", "--planhat-port", "0", *flags],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert result.returncode == 2
+    assert message in result.stderr
+
+
+def test_port_in_use_is_explained() -> None:
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        result = subprocess.run(  # noqa: S603
+            [
+                sys.executable,
+                "-m",
+                "sandbox",
+                "--dataset",
+                "small",
+                "--pipedrive-port",
+                str(port),
+                "--planhat-port",
+                "0",
+            ],
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
+    assert result.returncode == 1
+    assert f"port {port}" in result.stderr and "in use" in result.stderr
