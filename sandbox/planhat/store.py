@@ -63,6 +63,19 @@ class ItemError(ValueError):
     """Planhat refuses one item (a bulk error entry, or a 400 for a single write)."""
 
 
+def _result_keys(record: Record) -> Record:
+    """An `insertsKeys`/`updatesKeys` entry: the `_id` and the keys the record carries.
+
+    Planhat's answers name the matching key beside `_id` (e.g. `{"_id", "externalId"}`, as
+    public SDKs' fixtures show), which is what lets a caller map outcomes to its input items.
+    """
+    keys = {"_id": record["_id"]}
+    for field in ("sourceId", "externalId"):
+        if record.get(field) not in (None, ""):
+            keys[field] = record[field]
+    return keys
+
+
 def empty_bulk_result() -> dict[str, Any]:
     return {
         "created": 0,
@@ -651,13 +664,13 @@ class PlanhatStore:
                         record = self._create(model, item, company, now)
                         if record is not None:
                             result["created"] += 1
-                            result["insertsKeys"].append({"_id": record["_id"]})
+                            result["insertsKeys"].append(_result_keys(record))
                             result["upsertedIds"].append(record["_id"])
                     else:
                         record, changed = self._update(model, current, item, company, named, now)
                         if changed:
                             result["updated"] += 1
-                            result["updatesKeys"].append({"_id": record["_id"]})
+                            result["updatesKeys"].append(_result_keys(record))
                         else:
                             result["nonupdates"] += 1
                 except ItemError as exc:

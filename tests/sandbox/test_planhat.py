@@ -127,7 +127,7 @@ def test_bulk_upsert_create_update_unchanged_and_updated_at_moves(client: httpx.
 
     updated = upsert(client, "companies", [{**item, "phase": "Live"}])
     assert (updated["created"], updated["updated"], updated["nonupdates"]) == (0, 1, 0)
-    assert updated["updatesKeys"] == [{"_id": record_id}]
+    assert updated["updatesKeys"] == [{"_id": record_id, "sourceId": item["sourceId"]}]
     second = client.get(f"/companies/{record_id}").json()
     assert second["phase"] == "Live" and second["custom"] == {"Tier": 1}
 
@@ -150,14 +150,14 @@ def test_matching_priority_id_then_source_id_then_external_id(client: httpx.Clie
 
     # sourceId wins over externalId: A is updated, B untouched
     body = upsert(client, "companies", [{"sourceId": a["sourceId"], "name": "A by sourceId"}])
-    assert body["updatesKeys"] == [{"_id": a["_id"]}]
+    assert [k["_id"] for k in body["updatesKeys"]] == [a["_id"]]
 
     # an unknown sourceId falls through to externalId: B is adopted and takes the new sourceId
     new_source = uid("org")
     body = upsert(
         client, "companies", [{"sourceId": new_source, "externalId": b["externalId"], "name": "B"}]
     )
-    assert body["created"] == 0 and body["updatesKeys"] == [{"_id": b["_id"]}]
+    assert body["created"] == 0 and [k["_id"] for k in body["updatesKeys"]] == [b["_id"]]
     assert client.get(f"/companies/srcid-{new_source}").json()["_id"] == b["_id"]
 
     # _id wins over sourceId: the item targets A, and B's sourceId cannot be taken (unique)
