@@ -38,6 +38,7 @@ bench: $(STAMP)
 	$(PY) bench/sandbox_data.py
 	$(PY) bench/sandbox_pages.py
 	$(PY) bench/clients_paging.py
+	$(PY) bench/mapping_engine.py
 
 clean:
 	rm -rf $(VENV) .pytest_cache

@@ -284,17 +284,22 @@ class PipedriveClient:
         updated_until: datetime | str | None = None,
         status: str | Sequence[str] | None = None,
         pipeline_id: int | None = None,
+        org_id: int | None = None,
+        person_id: int | None = None,
         ids: Iterable[int] | None = None,
         sort_by: str | None = None,
         sort_direction: str | None = None,
     ) -> Iterator[Record]:
         """Deals (v2), all pages. `status`: open, won, lost, deleted (several allowed; none
-        means all but deleted). `ids` fetches those deals in calls of 100 ids."""
+        means all but deleted). `org_id`/`person_id`: the deals of one organization or person.
+        `ids` fetches those deals in calls of 100 ids."""
         params = {
             "updated_since": rfc3339(updated_since) if updated_since is not None else None,
             "updated_until": rfc3339(updated_until) if updated_until is not None else None,
             "status": _csv(status),
             "pipeline_id": pipeline_id,
+            "org_id": org_id,
+            "person_id": person_id,
             "sort_by": sort_by,
             "sort_direction": sort_direction,
         }
@@ -385,6 +390,11 @@ class PipedriveClient:
             "sort": sort,
         }
         return self._iter_v1("/notes", params)
+
+    def iter_users(self) -> Iterator[Record]:
+        """Every user of the company (v1 `GET /users`, active or not): owners are mapped to
+        Planhat team members by their email."""
+        return self._iter_v1("/users", {})
 
     def list_webhooks(self) -> list[Record]:
         """The company's webhooks (v1; at most 40 per user). Records carry the basic-auth

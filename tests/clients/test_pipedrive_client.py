@@ -390,3 +390,13 @@ def test_rfc3339_helper_keeps_strings_and_converts_to_utc() -> None:
 
     assert rfc3339("2025-01-01T00:00:00Z") == "2025-01-01T00:00:00Z"
     assert rfc3339(datetime(2025, 1, 1, 23, 59, 59, 999999, tzinfo=UTC)) == "2025-01-01T23:59:59Z"
+
+
+def test_iter_users_lists_every_user_of_the_company(sandbox_small) -> None:  # type: ignore[no-untyped-def]
+    from clients.pipedrive import PipedriveClient
+
+    with PipedriveClient(
+        sandbox_small.pipedrive_url, sandbox_small.pipedrive_token, allow_local_http=True
+    ) as client:
+        users = list(client.iter_users())
+    assert {u["email"] for u in users} == {u["email"] for u in sandbox_small.pipedrive_seed.users}
