@@ -1,0 +1,400 @@
+"""The store's value types: what goes in and what comes out, independent of the tables.
+
+Plain frozen dataclasses (cheap enough for a backfill's tens of thousands of links), plus the
+small pure functions the tasks and the receiver need to agree with the store on:
+`values_hash` (echo suppression), `token_fingerprint` (the connection), `inbox_key` (the
+webhook inbox's dedupe key).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any, Literal, get_args
+
+JsonValue = Any  # a value `json.dumps` accepts: None, bool, int, float, str, list, dict
+FieldValues = Mapping[str, JsonValue]
+
+Action = Literal["created", "updated", "unchanged", "skipped", "conflict", "failed"]
+ACTIONS: tuple[Action, ...] = get_args(Action)
+PROBLEM_ACTIONS: tuple[Action, ...] = ("skipped", "conflict", "failed")
+
+InboxStatus = Literal["pending", "processing", "done", "failed"]
+INBOX_STATUSES: tuple[InboxStatus, ...] = get_args(InboxStatus)
+
+FINGERPRINT_PREFIX = "sha256:"
+FINGERPRINT_HEX = 16
+_FINGERPRINT = re.compile(rf"^{FINGERPRINT_PREFIX}[0-9a-f]{{{FINGERPRINT_HEX}}}$")
+_OBJECT_TYPE = re.compile(r"^[a-z][a-z0-9_]{0,31}$")
+
+MAX_REASON = 2000  # characters kept of a reason or an error message
+
+
+# -- helpers shared with the tasks ---------------------------------------------------------------
+def canonical_json(values: FieldValues) -> str:
+    """The one JSON text of `values` that hashing uses: keys sorted, no spaces, UTF-8 kept.
+
+    Raises `ValueError` for values JSON cannot carry faithfully (NaN, infinities, sets,
+    datetimes...): convert them to strings or numbers first.
+    """
+    try:
+        return json.dumps(
+            values, sort_keys=True, separators=(",", ":"), ensure_ascii=False, allow_nan=False
+        )
+    except (TypeError, ValueError) as exc:
+        raise ValueError(f"field values must be plain JSON: {exc}") from None
+
+
+def values_hash(values: FieldValues) -> str:
+    """The hash the store keeps beside a link's last-synced values (sha256 hex of
+    `canonical_json`). Equal values give equal hashes whatever the key order, so a task can
+    tell "nothing changed since the last sync" without comparing field by field."""
+    return hashlib.sha256(canonical_json(values).encode("utf-8")).hexdigest()
+
+
+def token_fingerprint(token: str) -> str:
+    """`sha256:` and the first 16 hex digits of the token's SHA-256: enough to notice that the
+    token changed, useless for recovering it. The only form in which a token reaches the store.
+    """
+    if not isinstance(token, str) or not token:
+        raise ValueError("token must be a non-empty string")
+    digest = hashlib.sha256(token.encode("utf-8")).hexdigest()
+    return FINGERPRINT_PREFIX + digest[:FINGERPRINT_HEX]
+
+
+def inbox_key(payload: Mapping[str, Any]) -> str:
+    """The dedupe key of a Pipedrive webhook delivery, the same for every retry of one event.
+
+    * v2 (`meta.version` "2.0"): `pipedrive:v2:<meta.id>`, Pipedrive's event id (its
+      redeliveries differ only in `meta.attempt`).
+    * v1: Pipedrive sends no event id; `pipedrive:v1:<object>:<id>:<action>:<timestamp_micro>`
+      (its redeliveries differ only in `retry`).
+
+    Raises `ValueError` for a payload that is neither (the receiver answers it with a 4xx).
+    """
+    meta = payload.get("meta") if isinstance(payload, Mapping) else None
+    if not isinstance(meta, Mapping):
+        raise ValueError("not a Pipedrive webhook payload: no `meta` object")
+    event_id = meta.get("id")
+    if str(meta.get("version", "")).startswith("2") and isinstance(event_id, str) and event_id:
+        return f"pipedrive:v2:{event_id}"
+    if meta.get("v") == 1 or payload.get("v") == 1:
+        parts = [meta.get("object"), meta.get("id"), meta.get("action")]
+        stamp = meta.get("timestamp_micro", meta.get("timestamp"))
+        if all(p not in (None, "") for p in parts) and stamp is not None:
+            return "pipedrive:v1:" + ":".join(str(p) for p in [*parts, stamp])
+    raise ValueError("not a Pipedrive webhook payload: no event id (meta.id) nor v1 meta fields")
+
+
+# -- validation ----------------------------------------------------------------------------------
+def check_object_type(object_type: str) -> str:
+    """Object types are short lowercase names ("organization", "person", "deal", "note"...)."""
+    if not isinstance(object_type, str) or not _OBJECT_TYPE.match(object_type):
+        raise ValueError(
+            f"object type must be a lowercase name of at most 32 characters, got {object_type!r}"
+        )
+    return object_type
+
+
+def check_pipedrive_id(value: Any) -> int:
+    """Pipedrive ids are positive integers; numeric strings are accepted and converted."""
+    if isinstance(value, bool):
+        raise ValueError(f"Pipedrive id must be an integer, got {value!r}")
+    if isinstance(value, str) and value.strip().isdigit():
+        value = int(value)
+    if isinstance(value, float) and value.is_integer() and math.isfinite(value):
+        value = int(value)
+    if not isinstance(value, int) or value <= 0:
+        raise ValueError(f"Pipedrive id must be a positive integer, got {value!r}")
+    return value
+
+
+def check_planhat_id(value: Any) -> str | None:
+    """Planhat ids (`_id`) are non-empty strings of at most 64 characters, or None (unknown)."""
+    if value is None:
+        return None
+    if not isinstance(value, str) or not value or len(value) > 64:
+        raise ValueError(f"Planhat id must be a string of 1-64 characters, got {value!r}")
+    return value
+
+
+def aware_utc(value: datetime, what: str) -> datetime:
+    """A timezone-aware datetime in UTC; naive datetimes are refused (their zone is a guess)."""
+    if not isinstance(value, datetime):
+        raise ValueError(f"{what} must be a datetime, got {type(value).__name__}")
+    if value.tzinfo is None or value.utcoffset() is None:
+        raise ValueError(f"{what} must be timezone-aware, got naive {value.isoformat()}")
+    return value.astimezone(UTC)
+
+
+def clip(text: str | None) -> str | None:
+    if text is None:
+        return None
+    text = str(text)
+    return text if len(text) <= MAX_REASON else text[: MAX_REASON - 1] + "…"
+
+
+# -- links ---------------------------------------------------------------------------------------
+@dataclass(frozen=True, slots=True)
+class LinkRow:
+    """One record to link, as the caller writes it after a successful push.
+
+    `values` are the record's mapped fields as both sides now hold them (the full set the
+    caller considers in sync: they replace what was stored), JSON values, `None` included.
+    `planhat_id` may be None when Planhat's answer did not name the `_id`; a known id is
+    then kept.
+    """
+
+    pipedrive_id: int
+    planhat_id: str | None
+    values: FieldValues = field(default_factory=dict)
+
+    @classmethod
+    def coerce(cls, row: LinkRow | Mapping[str, Any]) -> LinkRow:
+        if isinstance(row, LinkRow):
+            return row
+        if not isinstance(row, Mapping):
+            raise ValueError(f"a link row is a LinkRow or a mapping, got {type(row).__name__}")
+        unknown = set(row) - {"pipedrive_id", "planhat_id", "values"}
+        if unknown:
+            raise ValueError(f"unknown link row keys: {sorted(unknown)}")
+        return cls(row["pipedrive_id"], row.get("planhat_id"), row.get("values") or {})
+
+
+@dataclass(frozen=True, slots=True)
+class Link:
+    """A stored link: the pair of ids and what was last synced between them."""
+
+    object_type: str
+    pipedrive_id: int
+    planhat_id: str | None
+    values: dict[str, JsonValue]
+    values_hash: str
+    synced_at: datetime
+
+
+@dataclass(frozen=True, slots=True)
+class LinkConflict:
+    """A row `upsert_links` did not write: its Planhat id is already linked to another
+    Pipedrive record of the same object type (links are one-to-one)."""
+
+    row: LinkRow
+    linked_pipedrive_id: int
+
+    @property
+    def reason(self) -> str:
+        return (
+            f"Planhat id {self.row.planhat_id} is already linked to Pipedrive id "
+            f"{self.linked_pipedrive_id}"
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class LinkWrite:
+    """What `upsert_links` did: rows written (inserted or updated) and rows refused."""
+
+    written: int
+    conflicts: list[LinkConflict]
+
+
+# -- cursors -------------------------------------------------------------------------------------
+@dataclass(frozen=True, slots=True)
+class Cursor:
+    """A stream's position: every record updated before `value` has been pushed; `seen_ids`
+    are the ids already pushed whose update time equals `value` (same-second de-dup)."""
+
+    stream: str
+    value: datetime
+    seen_ids: frozenset[int | str]
+    updated_at: datetime
+
+
+# -- inbox ---------------------------------------------------------------------------------------
+@dataclass(frozen=True, slots=True)
+class InboxItem:
+    """One stored webhook delivery."""
+
+    id: int
+    dedupe_key: str
+    payload: dict[str, Any]
+    status: InboxStatus
+    attempts: int
+    received_at: datetime
+    last_error: str | None = None
+    claimed_at: datetime | None = None
+    processed_at: datetime | None = None
+
+
+# -- connection ----------------------------------------------------------------------------------
+@dataclass(frozen=True, slots=True)
+class Connection:
+    """The Pipedrive connection as last verified. It holds the token's fingerprint, never the
+    token (a value that is not a fingerprint is refused), and a *reference* to where the
+    receiver's basic-auth credential is kept (e.g. a Prefect Secret block name), never the
+    credential."""
+
+    company_url: str
+    token_fingerprint: str
+    webhook_id: int | None = None
+    receiver_credential_ref: str | None = None
+    verified_at: datetime | None = None
+    name: str = "default"
+    updated_at: datetime | None = None
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.company_url, str) or not self.company_url:
+            raise ValueError("company_url must be a non-empty string")
+        if not isinstance(self.token_fingerprint, str) or not _FINGERPRINT.match(
+            self.token_fingerprint
+        ):
+            raise ValueError(
+                "token_fingerprint must come from token_fingerprint(token) "
+                "('sha256:' and 16 hex digits); the store never keeps a token"
+            )
+        if self.webhook_id is not None and (
+            isinstance(self.webhook_id, bool) or not isinstance(self.webhook_id, int)
+        ):
+            raise ValueError(f"webhook_id must be an integer, got {self.webhook_id!r}")
+        if self.verified_at is not None:
+            object.__setattr__(self, "verified_at", aware_utc(self.verified_at, "verified_at"))
+        if not isinstance(self.name, str) or not self.name or len(self.name) > 64:
+            raise ValueError("connection name must be a string of 1-64 characters")
+
+    @classmethod
+    def for_token(
+        cls,
+        company_url: str,
+        token: str,
+        *,
+        webhook_id: int | None = None,
+        receiver_credential_ref: str | None = None,
+        verified_at: datetime | None = None,
+        name: str = "default",
+    ) -> Connection:
+        """A connection for `token`, keeping only its fingerprint."""
+        return cls(
+            company_url=company_url,
+            token_fingerprint=token_fingerprint(token),
+            webhook_id=webhook_id,
+            receiver_credential_ref=receiver_credential_ref,
+            verified_at=verified_at,
+            name=name,
+        )
+
+    def matches(self, company_url: str, token: str) -> bool:
+        """True when `company_url` and `token` are the ones this connection was verified with
+        (the connect flow tests them against Pipedrive again only when this is False)."""
+        return self.company_url == company_url and self.token_fingerprint == token_fingerprint(
+            token
+        )
+
+
+# -- run log -------------------------------------------------------------------------------------
+@dataclass(frozen=True, slots=True)
+class RunAction:
+    """What a run did with one record: `created`, `updated`, `unchanged`, `skipped`,
+    `conflict` or `failed`, with the reason (expected for the last three)."""
+
+    object_type: str
+    action: Action
+    pipedrive_id: int | None = None
+    planhat_id: str | None = None
+    reason: str | None = None
+
+    @classmethod
+    def coerce(cls, row: RunAction | Mapping[str, Any]) -> RunAction:
+        if isinstance(row, RunAction):
+            return row
+        if not isinstance(row, Mapping):
+            raise ValueError(f"a run action is a RunAction or a mapping, got {type(row).__name__}")
+        unknown = set(row) - {"object_type", "action", "pipedrive_id", "planhat_id", "reason"}
+        if unknown:
+            raise ValueError(f"unknown run action keys: {sorted(unknown)}")
+        return cls(
+            object_type=row["object_type"],
+            action=row["action"],
+            pipedrive_id=row.get("pipedrive_id"),
+            planhat_id=row.get("planhat_id"),
+            reason=row.get("reason"),
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class RunLogEntry:
+    """A stored run-log line."""
+
+    run_id: str
+    object_type: str
+    action: Action
+    pipedrive_id: int | None
+    planhat_id: str | None
+    reason: str | None
+    at: datetime
+
+
+@dataclass(frozen=True, slots=True)
+class ReasonCount:
+    object_type: str
+    action: Action
+    reason: str | None
+    count: int
+
+
+@dataclass(frozen=True, slots=True)
+class RunReport:
+    """A run's outcome, built from its run log.
+
+    `counts[object_type][action]` is the number of records (each record counted once, with
+    the last action logged for it in this run); `reasons` groups the skips, conflicts and
+    failures by reason, most frequent first; `problems` lists them one by one (at most the
+    `limit` asked for; `problems_total` says how many there are).
+    """
+
+    run_id: str
+    counts: dict[str, dict[str, int]]
+    reasons: list[ReasonCount]
+    problems: list[RunLogEntry]
+    problems_total: int
+
+    def total(self, action: Action | None = None, object_type: str | None = None) -> int:
+        """Records counted, optionally of one action and/or one object type."""
+        return sum(
+            n
+            for obj, by_action in self.counts.items()
+            if object_type in (None, obj)
+            for act, n in by_action.items()
+            if action in (None, act)
+        )
+
+    def counts_table(self) -> list[dict[str, Any]]:
+        """One row per object type with a column per action and a total: the shape Prefect's
+        `create_table_artifact(table=...)` takes."""
+        rows = []
+        for obj in sorted(self.counts):
+            row: dict[str, Any] = {"object": obj}
+            row.update({act: self.counts[obj].get(act, 0) for act in ACTIONS})
+            row["total"] = sum(self.counts[obj].values())
+            rows.append(row)
+        return rows
+
+    def problems_table(self) -> list[dict[str, Any]]:
+        """One row per skip, conflict or failure, with its ids and reason."""
+        return [
+            {
+                "object": p.object_type,
+                "action": p.action,
+                "pipedrive_id": p.pipedrive_id,
+                "planhat_id": p.planhat_id,
+                "reason": p.reason or "",
+            }
+            for p in self.problems
+        ]
+
+
+def now_utc() -> datetime:
+    return datetime.now(UTC)

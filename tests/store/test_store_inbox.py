@@ -1,0 +1,175 @@
+"""The webhook inbox: durable, one item per Pipedrive event however often it is delivered,
+claimed by one worker at a time, finished as done or failed (or retried)."""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable
+from datetime import timedelta
+from typing import Any
+
+import pytest
+from store_support import FakeClock
+
+from store import StateStore, inbox_key
+
+
+def v2_delivery(event_id: str, deal_id: int, attempt: int = 1) -> dict[str, Any]:
+    """A Pipedrive v2 deal notification as the sandbox and Pipedrive send it."""
+    return {
+        "meta": {
+            "action": "change",
+            "entity": "deal",
+            "entity_id": str(deal_id),
+            "id": event_id,
+            "version": "2.0",
+            "attempt": attempt,
+            "timestamp": "2026-03-01T12:00:00.000Z",
+        },
+        "data": {"id": deal_id, "status": "won", "title": "Déal ✓"},
+        "previous": {"status": "open"},
+    }
+
+
+def v1_delivery(deal_id: int, retry: int = 0) -> dict[str, Any]:
+    return {
+        "v": 1,
+        "event": "updated.deal",
+        "retry": retry,
+        "meta": {
+            "v": 1,
+            "action": "updated",
+            "object": "deal",
+            "id": deal_id,
+            "timestamp_micro": 1772366400123456,
+        },
+        "current": {"id": deal_id},
+        "previous": {"id": deal_id},
+    }
+
+
+def test_a_redelivered_event_is_stored_once(store: StateStore) -> None:
+    first = v2_delivery("8f1c-event", 42, attempt=1)
+    retry = v2_delivery("8f1c-event", 42, attempt=2)
+    assert inbox_key(first) == inbox_key(retry) == "pipedrive:v2:8f1c-event"
+    assert store.inbox_add(inbox_key(first), first) is True
+    assert store.inbox_add(inbox_key(retry), retry) is False
+    assert store.inbox_counts() == {"pending": 1, "processing": 0, "done": 0, "failed": 0}
+    item = store.inbox_get("pipedrive:v2:8f1c-event")
+    assert item is not None and item.payload == first  # stored as first received
+    assert item.status == "pending" and item.attempts == 0
+
+
+def test_an_added_event_is_committed_when_inbox_add_returns(
+    open_store: Callable[[], StateStore],
+) -> None:
+    receiver, worker = open_store(), open_store()  # two connections, as two processes have
+    payload = v2_delivery("e-7", 7)
+    assert receiver.inbox_add(inbox_key(payload), payload) is True
+    receiver.close()  # the receiver answers 200 and may die now
+    [item] = worker.inbox_claim(5)
+    assert item.payload == payload
+
+
+def test_v1_deliveries_get_a_key_stable_across_retries(store: StateStore) -> None:
+    assert inbox_key(v1_delivery(7, retry=0)) == inbox_key(v1_delivery(7, retry=3))
+    assert inbox_key(v1_delivery(7)) != inbox_key(v1_delivery(8))
+    for not_a_webhook in ({}, {"meta": {}}, {"meta": {"version": "2.0"}}, {"data": 1}):
+        with pytest.raises(ValueError, match="not a Pipedrive webhook"):
+            inbox_key(not_a_webhook)
+
+
+def test_a_done_event_delivered_again_is_not_processed_again(store: StateStore) -> None:
+    payload = v2_delivery("e-1", 1)
+    store.inbox_add(inbox_key(payload), payload)
+    [item] = store.inbox_claim(10)
+    assert store.inbox_done([item.id]) == 1
+    assert store.inbox_add(inbox_key(payload), payload) is False
+    assert store.inbox_claim(10) == []
+
+
+def test_claims_are_fifo_and_each_item_is_handed_out_once(store: StateStore) -> None:
+    for n in range(5):
+        store.inbox_add(f"k{n}", {"n": n})
+    first = store.inbox_claim(3)
+    second = store.inbox_claim(3)
+    assert [i.payload["n"] for i in first] == [0, 1, 2]
+    assert [i.payload["n"] for i in second] == [3, 4]
+    assert store.inbox_claim(3) == []
+    assert all(i.status == "processing" and i.attempts == 1 for i in first + second)
+    assert store.inbox_counts()["processing"] == 5
+
+
+def test_failed_items_retry_or_stop_with_their_error(store: StateStore) -> None:
+    store.inbox_add("a", {"n": 1})
+    store.inbox_add("b", {"n": 2})
+    a, b = store.inbox_claim(2)
+    assert store.inbox_failed([a.id], "Planhat 503", retry=True) == 1
+    assert store.inbox_failed([b.id], "deal 2 not found") == 1
+    assert store.inbox_failed([b.id], "twice") == 0  # only claimed items change
+    again = store.inbox_claim(5)
+    assert [(i.dedupe_key, i.attempts, i.last_error) for i in again] == [("a", 2, "Planhat 503")]
+    failed = store.inbox_get("b")
+    assert failed is not None and failed.status == "failed"
+    assert failed.last_error == "deal 2 not found" and failed.processed_at is not None
+
+
+def test_a_crashed_workers_items_can_be_requeued(store: StateStore, clock: FakeClock) -> None:
+    store.inbox_add("a", {"n": 1})
+    [claimed] = store.inbox_claim(1)
+    clock.advance(minutes=5)
+    store.inbox_add("b", {"n": 2})
+    store.inbox_claim(1)  # "b", claimed just now
+    assert store.inbox_requeue_stale(timedelta(minutes=10)) == 0
+    assert store.inbox_requeue_stale(timedelta(minutes=2)) == 1
+    [again] = store.inbox_claim(5)
+    assert again.id == claimed.id and again.attempts == 2
+    assert "claim expired" in (again.last_error or "")
+    assert store.inbox_done([claimed.id]) == 1  # the original worker's late "done" is taken
+
+
+def test_one_item_can_be_claimed_by_key(store: StateStore) -> None:
+    store.inbox_add("pipedrive:v2:x", {"n": 1})
+    item = store.inbox_claim_key("pipedrive:v2:x")
+    assert item is not None and item.status == "processing"
+    assert store.inbox_claim_key("pipedrive:v2:x") is None
+    assert store.inbox_claim_key("absent") is None
+
+
+def test_old_done_items_can_be_purged(store: StateStore, clock: FakeClock) -> None:
+    store.inbox_add("old", {})
+    store.inbox_add("pending", {})
+    [old] = store.inbox_claim(1)
+    store.inbox_done([old.id])
+    assert store.inbox_purge(clock.now) == 0
+    assert store.inbox_purge(clock.advance(days=8)) == 1
+    assert store.inbox_get("old") is None and store.inbox_get("pending") is not None
+
+
+def test_payloads_must_be_json_objects(store: StateStore) -> None:
+    for bad in ([1, 2], {"x": float("nan")}, {"x": object()}):
+        with pytest.raises(ValueError):
+            store.inbox_add("k", bad)  # type: ignore[arg-type]
+    assert store.inbox_counts()["pending"] == 0
+
+
+def test_threads_claiming_at_once_never_share_an_item(store: StateStore) -> None:
+    for n in range(200):
+        store.inbox_add(f"k{n}", {"n": n})
+    claimed: list[list[int]] = [[] for _ in range(4)]
+    start = threading.Barrier(4)
+
+    def worker(slot: int) -> None:
+        start.wait()
+        while items := store.inbox_claim(3):
+            claimed[slot].extend(i.id for i in items)
+            store.inbox_done([i.id for i in items])
+
+    threads = [threading.Thread(target=worker, args=(n,)) for n in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(60)
+    every = [i for ids in claimed for i in ids]
+    assert len(every) == len(set(every)) == 200
+    assert store.inbox_counts() == {"pending": 0, "processing": 0, "done": 200, "failed": 0}
