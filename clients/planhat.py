@@ -481,8 +481,10 @@ class PlanhatClient:
     def _offset_pages(
         self, url: str, params: Mapping[str, str | int], limit: int
     ) -> Iterator[Record]:
-        # The end is an empty page: a page shorter than asked may also mean that Planhat
-        # capped the page size below ours, and stopping there would silently drop records.
+        # A page shorter than asked may mean that Planhat capped the page size below ours, and
+        # stopping there would silently drop records; but a cap is a round size (30, 100, 500,
+        # 2,000, ...), so a short page of another length is the last one. Otherwise the end is
+        # the empty page after it (one more request, only then).
         path = httpx.URL(url).path
         offset = 0
         previous_first: Any = None
@@ -512,6 +514,8 @@ class PlanhatClient:
             previous_first = first
             yield from page
             offset += len(page)
+            if len(page) < limit and (len(page) < 30 or len(page) % 10):
+                return
 
 
 __all__ = [

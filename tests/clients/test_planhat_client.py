@@ -304,9 +304,19 @@ def test_lists_page_at_each_models_maximum(
     records = list(make_planhat().iter_records(model))
     assert len(records) == limit + 1 == len({r["_id"] for r in records})
     params = [c.request.url.params for c in route.calls]
-    assert [p["limit"] for p in params] == [str(limit)] * 3
-    assert [p["offset"] for p in params] == ["0", str(limit), str(limit + 1)]
+    # a short last page of a length no server cap has (1) ends the listing at once
+    assert [p["limit"] for p in params] == [str(limit)] * 2
+    assert [p["offset"] for p in params] == ["0", str(limit)]
     assert params[0]["sort"] == "_id"
+
+
+def test_a_short_page_of_a_round_length_is_confirmed_by_an_empty_page(
+    make_planhat: MakePlanhat, ph_router: respx.Router
+) -> None:
+    # 2,500 records: the second page holds 500, which could be a server cap: ask once more
+    route = ph_router.get("/endusers").mock(side_effect=_offset_lists(2500, 2000))
+    assert len(list(make_planhat().iter_records("endusers"))) == 2500
+    assert [c.request.url.params["offset"] for c in route.calls] == ["0", "2000", "2500"]
 
 
 def test_a_page_capped_below_our_limit_loses_nothing(
@@ -334,7 +344,8 @@ def test_list_filters(make_planhat: MakePlanhat, ph_router: respx.Router) -> Non
 def test_an_ignored_offset_stops_instead_of_looping(
     make_planhat: MakePlanhat, ph_router: respx.Router
 ) -> None:
-    ph_router.get("/companies").mock(return_value=httpx.Response(200, json=[{"_id": oid(1)}]))
+    same_page = [{"_id": oid(i)} for i in range(100)]  # a round length: could be a cap
+    ph_router.get("/companies").mock(return_value=httpx.Response(200, json=same_page))
     with pytest.raises(ApiError, match="same page twice"):
         list(make_planhat().iter_records("companies"))
 

@@ -1,0 +1,22 @@
+"""The connect flow: check the Pipedrive URL and token, ensure the deal webhook to the
+receiver, and store the connection (fingerprint only). Run it when the URL or token change."""
+
+from __future__ import annotations
+
+from dataclasses import asdict
+from typing import Any
+
+from prefect import flow
+
+from mappings.account import open_pipedrive
+from mappings.settings import load_settings
+from store import StateStore
+from tasks.connect import connect_task
+
+
+@flow(name="connect", description="Check the Pipedrive connection and ensure its webhook.")
+def connect(settings_dir: str | None = None, force_check: bool = False) -> dict[str, Any]:
+    settings = load_settings(settings_dir)
+    with open_pipedrive(settings) as pipedrive, StateStore(settings.store_url) as store:
+        result = connect_task(settings, pipedrive, store, force_check)
+    return asdict(result)

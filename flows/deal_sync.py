@@ -1,0 +1,31 @@
+"""The deal-sync flow: one Pipedrive deal notification → its license, company, contacts and
+notes in Planhat. The deal is fetched fresh, so late, duplicated or out-of-order notifications
+converge to the deal's current state (design §2.6)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from prefect import flow
+
+from flows.common import finish, open_context_task, run_id
+from tasks.enrich import enrich_task
+from tasks.fetch import fetch_deals_task
+from tasks.push import push_task
+from tasks.report import report_task
+from tasks.select import select_task
+
+
+@flow(
+    name="deal-sync",
+    description="One Pipedrive deal → its Planhat license, company, "
+    "end users and notes (when won in a selected pipeline).",
+)
+def deal_sync(deal_id: int, settings_dir: str | None = None) -> dict[str, Any]:
+    ctx = open_context_task(settings_dir)
+    with finish(ctx):
+        fetched = fetch_deals_task(ctx, [deal_id])
+        selection = select_task(ctx, fetched)
+        scope = enrich_task(ctx, fetched, selection, "deal")
+        results = push_task(ctx, scope)
+        return report_task(ctx, run_id(), f"Deal sync: deal {deal_id}", scope, results)

@@ -1,0 +1,245 @@
+"""Fetch: read from Pipedrive what one run needs, in as few calls as the API allows.
+
+Two ways in, both in batches:
+
+* **changed since a cursor** (`fetch_changed`): every record of a section updated since the
+  cursor minus the overlap window, listed at 500 a page (a full backfill: everything). Records
+  read twice across runs are harmless: writes are keyed upserts and unchanged ones are skipped.
+* **what a set of deals needs** (`fetch_deal_relations`): their organizations (`ids` filter,
+  100 a call), the persons of those organizations (`org_id`), the deals' own persons outside
+  them (`ids`), and their notes (`deal_id`, `org_id`), skipping whatever the caller already
+  holds. A single webhook costs at most 6 calls this way.
+
+A section whose direction is `none` or `send` is never read (design §1).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from prefect import task
+from prefect.cache_policies import NO_CACHE
+
+from clients import PipedriveClient
+from mappings.resolve import Mappings
+from mappings.values import parse_time
+from tasks.context import SyncContext
+from tasks.retry import retry_transient
+
+Record = dict[str, Any]
+
+#: section (as in the settings) → the stream (cursor name) and the Pipedrive collection
+STREAMS = {
+    "deals": "deals",
+    "organizations": "organizations",
+    "contacts": "persons",
+    "notes": "notes",
+}
+
+
+@dataclass
+class Fetched:
+    """Pipedrive records of one run (v2 shapes; notes v1), each id once."""
+
+    deals: dict[int, Record] = field(default_factory=dict)
+    organizations: dict[int, Record] = field(default_factory=dict)
+    persons: dict[int, Record] = field(default_factory=dict)
+    notes: dict[int, Record] = field(default_factory=dict)
+    #: stream → the newest `update_time` read (where the cursor may move after a push)
+    newest: dict[str, datetime] = field(default_factory=dict)
+
+    def add(self, stream: str, records: Iterable[Record]) -> int:
+        """Add records of a stream, last copy of an id wins; returns how many were read."""
+        bucket: dict[int, Record] = getattr(self, stream)
+        n = 0
+        for record in records:
+            n += 1
+            record_id = record.get("id")
+            if not isinstance(record_id, int):
+                continue
+            bucket[record_id] = record
+            when = update_time(record)
+            if when is not None and (stream not in self.newest or when > self.newest[stream]):
+                self.newest[stream] = when
+        return n
+
+
+def update_time(record: Record) -> datetime | None:
+    """A record's `update_time` (v2 RFC 3339 or v1 `YYYY-MM-DD HH:MM:SS`, UTC) as a datetime."""
+    value = record.get("update_time")
+    if not value:
+        return None
+    try:
+        return parse_time(value)
+    except Exception:  # noqa: BLE001 - a malformed time only loses the cursor hint
+        return None
+
+
+def since_with_overlap(cursor: datetime | None, overlap_s: int) -> datetime | None:
+    """Where an incremental read starts: the cursor minus the overlap window (same-second and
+    late-committed updates at the boundary are read again rather than lost)."""
+    if cursor is None:
+        return None
+    return (cursor - timedelta(seconds=overlap_s)).astimezone(UTC)
+
+
+def receiving_sections(mappings: Mappings) -> list[str]:
+    """The sections read from Pipedrive: direction receive or both."""
+    return [section for section in STREAMS if mappings.receives(section)]
+
+
+def fetch_changed(
+    pipedrive: PipedriveClient,
+    section: str,
+    since: datetime | None,
+    into: Fetched,
+) -> int:
+    """Every record of `section` updated since `since` (None: all), added to `into`."""
+    stream = STREAMS[section]
+    if stream == "deals":
+        records = pipedrive.iter_deals(updated_since=since)
+    elif stream == "organizations":
+        records = pipedrive.iter_organizations(updated_since=since)
+    elif stream == "persons":
+        records = pipedrive.iter_persons(updated_since=since)
+    else:
+        records = pipedrive.iter_notes(updated_since=since)
+    return into.add(stream, records)
+
+
+def fetch_deals_by_id(pipedrive: PipedriveClient, deal_ids: Sequence[int], into: Fetched) -> int:
+    """The deals' current state (v2, 100 ids a call): fresh state wins over notification order."""
+    ids = sorted({int(i) for i in deal_ids} - set(into.deals))
+    return into.add("deals", pipedrive.iter_deals(ids=ids)) if ids else 0
+
+
+def fetch_deal_relations(
+    pipedrive: PipedriveClient,
+    mappings: Mappings,
+    deals: Sequence[Record],
+    into: Fetched,
+    *,
+    org_ids: Iterable[int] = (),
+    complete_orgs: Iterable[int] = (),
+) -> None:
+    """Everything `deals` (and the extra organizations `org_ids`) bring into Planhat that
+    `into` does not hold yet: the organizations, their persons (and each deal's own person),
+    and the notes on the deals and the organizations, per the settings' directions and note
+    scope. `complete_orgs`: organizations whose persons and notes `into` already holds in full
+    (a backfill listed everything), which are not read again."""
+    wanted_orgs = {d["org_id"] for d in deals if isinstance(d.get("org_id"), int)}
+    wanted_orgs |= {int(i) for i in org_ids}
+    complete = set(complete_orgs)
+    if mappings.receives("organizations"):
+        missing = sorted(wanted_orgs - set(into.organizations))
+        if missing:
+            into.add("organizations", pipedrive.iter_organizations(ids=missing))
+    if mappings.receives("contacts"):
+        for org_id in sorted(wanted_orgs - complete):
+            into.add("persons", pipedrive.iter_persons(org_id=org_id))
+        own = sorted(
+            {d["person_id"] for d in deals if isinstance(d.get("person_id"), int)}
+            - set(into.persons)
+        )
+        if own:
+            into.add("persons", pipedrive.iter_persons(ids=own))
+    if mappings.receives("notes"):
+        scope = mappings.notes_scope
+        if "deal" in scope:
+            for deal in deals:
+                if deal.get("org_id") in complete:
+                    continue
+                into.add("notes", pipedrive.iter_notes(deal_id=int(deal["id"])))
+        if "organization" in scope:
+            for org_id in sorted(wanted_orgs - complete):
+                into.add("notes", pipedrive.iter_notes(org_id=org_id))
+
+
+# -- Prefect tasks: thin, retryable wrappers ---------------------------------------------------
+
+
+@task(
+    name="fetch deals by id",
+    cache_policy=NO_CACHE,
+    retries=2,
+    retry_delay_seconds=[5, 30],
+    retry_condition_fn=retry_transient,
+)
+def fetch_deals_task(ctx: SyncContext, deal_ids: Sequence[int]) -> Fetched:
+    fetched = Fetched()
+    if ctx.mappings.receives("deals"):
+        fetch_deals_by_id(ctx.pipedrive, deal_ids, fetched)
+    return fetched
+
+
+@task(
+    name="fetch changed records",
+    cache_policy=NO_CACHE,
+    retries=2,
+    retry_delay_seconds=[5, 30],
+    retry_condition_fn=retry_transient,
+)
+def fetch_changed_task(ctx: SyncContext, full: bool) -> Fetched:
+    """Every receiving section since its cursor (minus the overlap), or everything (`full`)."""
+    fetched = Fetched()
+    overlap = ctx.settings.integration.incremental.overlap_seconds
+    for section in receiving_sections(ctx.mappings):
+        cursor = None if full else ctx.store.get_cursor(STREAMS[section])
+        since = since_with_overlap(cursor.value if cursor else None, overlap)
+        fetch_changed(ctx.pipedrive, section, since, fetched)
+    return fetched
+
+
+def fetch_organization_deals(pipedrive: PipedriveClient, org_id: int, into: Fetched) -> int:
+    """A company resync: the organization and every deal of it (selection keeps the won ones)."""
+    into.add("organizations", pipedrive.iter_organizations(ids=[org_id]))
+    return into.add("deals", pipedrive.iter_deals(org_id=org_id))
+
+
+@task(
+    name="fetch a company's organization and deals",
+    cache_policy=NO_CACHE,
+    retries=2,
+    retry_delay_seconds=[5, 30],
+    retry_condition_fn=retry_transient,
+)
+def fetch_company_task(ctx: SyncContext, org_id: int) -> Fetched:
+    fetched = Fetched()
+    if ctx.mappings.receives("organizations") or ctx.mappings.receives("deals"):
+        fetch_organization_deals(ctx.pipedrive, org_id, fetched)
+    if int(org_id) not in fetched.organizations:
+        raise LookupError(
+            f"Pipedrive has no organization {org_id} (deleted, or not visible to the token's "
+            "user): nothing to resync"
+        )
+    return fetched
+
+
+def resolve_organization_id(ctx: SyncContext, company: str | int) -> int:
+    """The Pipedrive organization of a resync request: a Pipedrive organization id (digits), or
+    a Planhat company `_id` (through the links, else the company's `sourceId`)."""
+    text = str(company).strip()
+    if text.isdigit():
+        return int(text)
+    if not text:
+        raise ValueError("company: give a Planhat company id or a Pipedrive organization id")
+    link = ctx.store.links_by_planhat("organization", [text]).get(text)
+    if link is not None:
+        return link.pipedrive_id
+    record = ctx.planhat.get("companies", text)
+    source = str(record.get("sourceId") or "")
+    if source.isdigit():
+        return int(source)
+    raise LookupError(
+        f"Planhat company {text} ({record.get('name')!r}) is not linked to a Pipedrive "
+        "organization (its sourceId holds no organization id): resync it by its Pipedrive "
+        "organization id instead"
+    )
+
+
+@task(name="resolve the company", cache_policy=NO_CACHE)
+def resolve_company_task(ctx: SyncContext, company: str) -> int:
+    return resolve_organization_id(ctx, company)
