@@ -58,6 +58,7 @@ def main() -> None:
             os.environ["SANDBOX_PIPEDRIVE_TOKEN"] = info["pipedrive_token"]
             os.environ["SANDBOX_PLANHAT_TOKEN"] = info["planhat_token"]
             os.environ.setdefault("PREFECT_LOGGING_LEVEL", "WARNING")
+            os.environ.setdefault("PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS", "120")
 
             from flows.incremental_sync import incremental_sync
 

@@ -11,6 +11,7 @@ from prefect import flow
 from flows.common import finish, open_context_task, run_id
 from tasks.enrich import enrich_task
 from tasks.fetch import fetch_deals_task
+from tasks.inbox import claim_notification_task, notification_done_task
 from tasks.push import push_task
 from tasks.report import report_task
 from tasks.select import select_task
@@ -21,11 +22,18 @@ from tasks.select import select_task
     description="One Pipedrive deal → its Planhat license, company, "
     "end users and notes (when won in a selected pipeline).",
 )
-def deal_sync(deal_id: int, settings_dir: str | None = None) -> dict[str, Any]:
+def deal_sync(
+    deal_id: int, settings_dir: str | None = None, inbox_key: str | None = None
+) -> dict[str, Any]:
+    """`deal_id`: the deal to sync; `inbox_key`: the stored notification that started the run
+    (the receiver's trigger passes it), marked done when the run succeeded."""
     ctx = open_context_task(settings_dir)
     with finish(ctx):
+        item = claim_notification_task(ctx, inbox_key)
         fetched = fetch_deals_task(ctx, [deal_id])
         selection = select_task(ctx, fetched)
         scope = enrich_task(ctx, fetched, selection, "deal")
         results = push_task(ctx, scope)
-        return report_task(ctx, run_id(), f"Deal sync: deal {deal_id}", scope, results)
+        report = report_task(ctx, run_id(), f"Deal sync: deal {deal_id}", scope, results)
+        notification_done_task(ctx, item)
+        return report

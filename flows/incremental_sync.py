@@ -5,6 +5,7 @@ push succeeded."""
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
 from typing import Any
 
 from prefect import flow
@@ -13,6 +14,7 @@ from flows.common import finish, open_context_task, run_id
 from tasks.connect import check_webhook_task
 from tasks.enrich import enrich_task
 from tasks.fetch import fetch_changed_task
+from tasks.inbox import settle_notifications_task
 from tasks.push import push_task
 from tasks.report import advance_cursors_task, report_task
 from tasks.select import select_task
@@ -24,6 +26,7 @@ from tasks.select import select_task
     "run (full=True: everything), into Planhat.",
 )
 def incremental_sync(full: bool = False, settings_dir: str | None = None) -> dict[str, Any]:
+    started = datetime.now(UTC)
     ctx = open_context_task(settings_dir, fresh_account=True)
     with finish(ctx):
         check_webhook_task(ctx.settings, ctx.pipedrive, ctx.store)
@@ -32,5 +35,6 @@ def incremental_sync(full: bool = False, settings_dir: str | None = None) -> dic
         scope = enrich_task(ctx, fetched, selection, "full" if full else "incremental")
         results = push_task(ctx, scope)
         advance_cursors_task(ctx, fetched, results)
+        settle_notifications_task(ctx, started)
         title = "Full backfill" if full else "Incremental sync"
         return report_task(ctx, run_id(), title, scope, results)

@@ -302,3 +302,20 @@ def test_demo_backfill_holds_exactly_the_expected_set_at_minimum_calls(
             sb.planhat.counters.snapshot()["routes"],
         )
         assert report["problems"] >= 0
+
+
+def test_a_notification_is_marked_done_by_its_run_and_older_ones_by_the_incremental_sync(
+    sb: Sandbox, settings: str
+) -> None:
+    from mappings.settings import load_settings
+    from store import StateStore
+
+    store = StateStore(load_settings(settings).store_url)
+    deal = _deal(sb, status="won", pipeline="New business")
+    store.inbox_add("pipedrive:v2:event-1", {"meta": {"entity_id": str(deal["id"])}})
+    store.inbox_add("pipedrive:v2:event-2", {"meta": {"entity_id": "1"}})
+    deal_sync(deal_id=deal["id"], settings_dir=settings, inbox_key="pipedrive:v2:event-1")
+    assert store.inbox_get("pipedrive:v2:event-1").status == "done"
+    assert store.inbox_get("pipedrive:v2:event-2").status == "pending"
+    incremental_sync(settings_dir=settings)  # covers every change made before it started
+    assert store.inbox_get("pipedrive:v2:event-2").status == "done"
