@@ -39,6 +39,8 @@ bench: $(STAMP)
 	$(PY) bench/sandbox_pages.py
 	$(PY) bench/clients_paging.py
 	$(PY) bench/mapping_engine.py
+	$(PY) bench/store_links.py
+	$(PY) bench/pipeline_backfill.py
 
 clean:
 	rm -rf $(VENV) .pytest_cache

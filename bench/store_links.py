@@ -21,7 +21,7 @@ from pathlib import Path
 
 import sqlalchemy as sa
 
-from store import LinkRow, StateStore
+from store import LinkRow, StateStore, database_url
 from store.schema import TABLE_NAMES
 from store.testing import PostgresUnavailable, TemporaryPostgres
 
@@ -80,7 +80,7 @@ def run(name: str, url: str, n: int) -> None:
 
 
 def wipe(url: str) -> None:
-    engine = sa.create_engine(url, poolclass=sa.pool.NullPool)
+    engine = sa.create_engine(database_url(url), poolclass=sa.pool.NullPool)
     with engine.begin() as conn:
         for table in TABLE_NAMES:
             conn.exec_driver_sql(f'DROP TABLE IF EXISTS "{table}" CASCADE')

@@ -152,8 +152,10 @@ def check_webhook(settings: Settings, pipedrive: PipedriveClient, store: StateSt
     """The incremental sync's check: recreate the webhook if Pipedrive deleted it (after 3 days
     of failed deliveries, or by hand). Does nothing before the first `connect`."""
     stored = store.get_connection()
+    if stored is None or not settings.integration.connection.receiver.public_url:
+        return "not connected"
     receiver = receiver_credentials(settings)
-    if stored is None or receiver is None:
+    if receiver is None:
         return "not connected"
     webhook_id, what = ensure_webhook(pipedrive, *receiver)
     if webhook_id != stored.webhook_id:
