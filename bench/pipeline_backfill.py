@@ -59,6 +59,7 @@ def main() -> None:
             os.environ["SANDBOX_PLANHAT_TOKEN"] = info["planhat_token"]
             os.environ.setdefault("PREFECT_LOGGING_LEVEL", "WARNING")
             os.environ.setdefault("PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS", "120")
+            os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
 
             from flows.incremental_sync import incremental_sync
 

@@ -10,7 +10,7 @@ than `account_max_age_s`; the incremental sync always reads them fresh and refre
 from __future__ import annotations
 
 import logging
-from dataclasses import asdict, dataclass
+from dataclasses import asdict
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from types import TracebackType
@@ -29,16 +29,28 @@ ACCOUNT_CACHE_KEY = "account"
 DEFAULT_ACCOUNT_MAX_AGE_S = 3600.0
 
 
-@dataclass
 class SyncContext:
-    """One run's settings, mappings, clients and store. Close it (or use `with`)."""
+    """One run's settings, mappings, clients and store. Close it (or use `with`).
 
-    settings: Settings
-    mappings: Mappings
-    pipedrive: PipedriveClient
-    planhat: PlanhatClient
-    store: StateStore
-    account_from_cache: bool = False
+    A plain class on purpose, like the batch containers the tasks pass along: Prefect walks
+    every dataclass, list and dict given to a task looking for futures, which would cost a
+    full traversal of a backfill's records at each task call."""
+
+    def __init__(
+        self,
+        settings: Settings,
+        mappings: Mappings,
+        pipedrive: PipedriveClient,
+        planhat: PlanhatClient,
+        store: StateStore,
+        account_from_cache: bool = False,
+    ) -> None:
+        self.settings = settings
+        self.mappings = mappings
+        self.pipedrive = pipedrive
+        self.planhat = planhat
+        self.store = store
+        self.account_from_cache = account_from_cache
 
     @property
     def dry_run(self) -> bool:

@@ -15,8 +15,9 @@ A section whose direction is `none` or `send` is never read (design §1).
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
-from dataclasses import dataclass, field
+import logging
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from contextlib import contextmanager
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -24,10 +25,13 @@ from prefect import task
 from prefect.cache_policies import NO_CACHE
 
 from clients import PipedriveClient
+from clients.pipedrive import PAGE_SIZE
 from mappings.resolve import Mappings
 from mappings.values import parse_time
 from tasks.context import SyncContext
 from tasks.retry import retry_transient
+
+log = logging.getLogger(__name__)
 
 Record = dict[str, Any]
 
@@ -40,16 +44,20 @@ STREAMS = {
 }
 
 
-@dataclass
 class Fetched:
-    """Pipedrive records of one run (v2 shapes; notes v1), each id once."""
+    """Pipedrive records of one run (v2 shapes; notes v1), each id once.
 
-    deals: dict[int, Record] = field(default_factory=dict)
-    organizations: dict[int, Record] = field(default_factory=dict)
-    persons: dict[int, Record] = field(default_factory=dict)
-    notes: dict[int, Record] = field(default_factory=dict)
-    #: stream → the newest `update_time` read (where the cursor may move after a push)
-    newest: dict[str, datetime] = field(default_factory=dict)
+    Batch containers are plain classes, not dataclasses: Prefect walks dataclasses, lists and
+    dicts passed to a task (looking for futures), which for a backfill would mean traversing
+    every record at every task call."""
+
+    def __init__(self) -> None:
+        self.deals: dict[int, Record] = {}
+        self.organizations: dict[int, Record] = {}
+        self.persons: dict[int, Record] = {}
+        self.notes: dict[int, Record] = {}
+        #: stream → the newest `update_time` read (where the cursor may move after a push)
+        self.newest: dict[str, datetime] = {}
 
     def add(self, stream: str, records: Iterable[Record]) -> int:
         """Add records of a stream, last copy of an id wins; returns how many were read."""
@@ -65,6 +73,41 @@ class Fetched:
             if when is not None and (stream not in self.newest or when > self.newest[stream]):
                 self.newest[stream] = when
         return n
+
+
+#: A progress listener: `listener(stream, records_read, done)`, called by `fetch_changed` after
+#: each full page of `PAGE_SIZE` records it read and once when the stream is read to its end.
+PageListener = Callable[[str, int, bool], None]
+_page_listeners: list[PageListener] = []
+
+
+@contextmanager
+def page_progress(listener: PageListener) -> Iterator[None]:
+    """Call `listener` for every page `fetch_changed` reads in this process while the block
+    runs (the CLI's progress bar). Optional: without a listener nothing changes."""
+    _page_listeners.append(listener)
+    try:
+        yield
+    finally:
+        _page_listeners.remove(listener)
+
+
+def _notify(stream: str, read: int, done: bool) -> None:
+    for listener in list(_page_listeners):
+        try:
+            listener(stream, read, done)
+        except Exception:  # a display problem never fails a sync
+            log.debug("page progress listener failed", exc_info=True)
+
+
+def _with_page_progress(stream: str, records: Iterable[Record]) -> Iterator[Record]:
+    read = 0
+    for record in records:
+        yield record
+        read += 1
+        if read % PAGE_SIZE == 0:
+            _notify(stream, read, False)
+    _notify(stream, read, True)
 
 
 def update_time(record: Record) -> datetime | None:
@@ -107,6 +150,8 @@ def fetch_changed(
         records = pipedrive.iter_persons(updated_since=since)
     else:
         records = pipedrive.iter_notes(updated_since=since)
+    if _page_listeners:
+        records = _with_page_progress(stream, records)
     return into.add(stream, records)
 
 

@@ -14,7 +14,6 @@ failed (with Planhat's message).
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass, field
 from typing import Any
 
 from prefect import task
@@ -44,14 +43,15 @@ MODELS = {
 }
 
 
-@dataclass
 class PushResult:
-    """One object type's push: an action per record, and the Planhat ids now known."""
+    """One object type's push: an action per record, and the Planhat ids now known.
+    (A plain class: see `tasks.fetch.Fetched`.)"""
 
-    object_type: str
-    actions: list[RunAction] = field(default_factory=list)
-    planhat_ids: dict[int, str] = field(default_factory=dict)
-    requests: int = 0
+    def __init__(self, object_type: str, actions: list[RunAction] | None = None) -> None:
+        self.object_type = object_type
+        self.actions: list[RunAction] = actions or []
+        self.planhat_ids: dict[int, str] = {}
+        self.requests = 0
 
     @property
     def failed(self) -> int:

@@ -16,7 +16,6 @@ belong in Planhat (design §2.1-2.3).
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass, field
 from typing import Any
 
 from prefect import task
@@ -31,25 +30,28 @@ from tasks.fetch import Fetched
 Record = dict[str, Any]
 
 
-@dataclass
 class Scope:
-    """What one run writes to Planhat (Pipedrive records), and what it skipped, with why."""
+    """What one run writes to Planhat (Pipedrive records), and what it skipped, with why.
+    (A plain class: see `tasks.fetch.Fetched`.)"""
 
-    deals: list[Record] = field(default_factory=list)
-    organizations: list[Record] = field(default_factory=list)
-    persons: list[Record] = field(default_factory=list)
-    notes: list[Record] = field(default_factory=list)
-    deal_orgs: dict[int, int] = field(default_factory=dict)  # deal id → its organization
-    person_orgs: dict[int, int] = field(default_factory=dict)  # person id → company org
-    skipped: list[RunAction] = field(default_factory=list)
+    def __init__(self, deals: list[Record] | None = None, skipped: list[RunAction] | None = None):
+        self.deals: list[Record] = deals or []
+        self.organizations: list[Record] = []
+        self.persons: list[Record] = []
+        self.notes: list[Record] = []
+        self.deal_orgs: dict[int, int] = {}  # deal id → its organization
+        self.person_orgs: dict[int, int] = {}  # person id → company org
+        self.skipped: list[RunAction] = skipped or []
 
 
-@dataclass
 class DealSelection:
     """The deals that become licenses, and a skip (with reason) for each of the others."""
 
-    selected: list[Record] = field(default_factory=list)
-    skipped: list[RunAction] = field(default_factory=list)
+    def __init__(
+        self, selected: list[Record] | None = None, skipped: list[RunAction] | None = None
+    ) -> None:
+        self.selected: list[Record] = selected or []
+        self.skipped: list[RunAction] = skipped or []
 
 
 def select_won_deals(
