@@ -1,0 +1,441 @@
+"""The webhook receiver: Pipedrive notification → inbox → Prefect event → 2xx (design §3).
+
+    app = create_receiver_app(load_settings())          # FastAPI; serve it with uvicorn
+    uvicorn.run(app, host="0.0.0.0", port=8713)
+    drain_inbox(store, api_url)                          # later: events Prefect missed
+
+`POST /webhooks/pipedrive` (also served at the path of `connection.receiver.public_url`, the
+address the connect flow registers with Pipedrive) takes Pipedrive webhook bodies of version
+2.0 and 1.0:
+
+1. **Basic auth**, compared in constant time: none → 401 (`WWW-Authenticate: Basic`), wrong →
+   403. The password is never logged nor echoed.
+2. **The body**: at most 1 MiB (413, by `Content-Length` and by the bytes actually read), a
+   JSON content type (415), valid JSON (400 with the reason), a Pipedrive delivery: a `meta`
+   object, v1 or v2, with an event id, an object and an action (400 with the reason). None of
+   these rejections stores anything.
+3. **Stored** in the state store's inbox, de-duplicated on Pipedrive's event id
+   (`store.inbox_key`), committed *before* the answer (a store that cannot be written → 503, and
+   Pipedrive retries).
+4. **A Prefect event** for deal notifications (`deployments.events`): `pipedrive.deal.<action>`,
+   resource `pipedrive.deal.<id>`, id `uuid5(EVENT_NAMESPACE, inbox key)`, payload `deal_id`,
+   `object`, `action`, `inbox_key`, `change_source`, posted synchronously to
+   `{PREFECT_API_URL}/events` with a 2 s timeout. Other objects (persons, organizations, notes…)
+   are stored and get no event: the incremental sync covers them.
+5. **200** `{"stored": true, "duplicate": bool, "event": "posted" | "not posted", "event_id":
+   ...}` (and a `reason` when no event was posted), even when Prefect is down: the
+   notification stays pending in the inbox and its key is kept in the *backlog* of unposted
+   events, which `drain_inbox` (the serve loop; or this app itself, after its next successful
+   post) posts later. A redelivery posts the same event id again only when the first post had
+   failed. The incremental sync settles every pending notification anyway: nothing is lost.
+
+`GET /healthz` → 200 `{"ok": true, "inbox": {status: count}, "events_not_posted": n}` (503 with
+the reason when the store cannot be read).
+
+The backlog is one small document in the store's cache (`BACKLOG_KEY`), changed under a
+process-wide lock; at most `BACKLOG_CAP` keys (beyond that the incremental sync takes over).
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import json
+import logging
+import secrets
+import threading
+from collections.abc import AsyncIterator, Iterable
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
+from typing import Any
+from urllib.parse import urlsplit
+
+import sqlalchemy as sa
+from fastapi import BackgroundTasks, FastAPI, Request
+from fastapi.responses import JSONResponse
+from starlette.concurrency import run_in_threadpool
+
+from deployments.events import (
+    Delivery,
+    EventPoster,
+    default_prefect_api_url,
+    event_for,
+    parse_delivery,
+    pipedrive_event,
+)
+from mappings.settings import Settings, receiver_password
+from store import StateStore, StoreUnavailableError
+
+__all__ = [
+    "BACKLOG_CAP",
+    "BACKLOG_KEY",
+    "HEALTH_PATH",
+    "MAX_BODY_BYTES",
+    "WEBHOOK_PATH",
+    "create_receiver_app",
+    "drain_inbox",
+    "pipedrive_event",
+    "unposted_events",
+]
+
+log = logging.getLogger(__name__)
+
+WEBHOOK_PATH = "/webhooks/pipedrive"
+HEALTH_PATH = "/healthz"
+MAX_BODY_BYTES = 1024 * 1024
+#: past the limit, the rest of a body is read and dropped up to this size (so that the client
+#: gets its 413 instead of a reset connection), then the connection is let go
+DISCARD_LIMIT_BYTES = 8 * MAX_BODY_BYTES
+BACKLOG_KEY = "receiver:unposted-events"
+BACKLOG_CAP = 5000
+REALM = "pdsync"
+
+_STORE_ERRORS = (sa.exc.SQLAlchemyError, StoreUnavailableError, OSError)
+_backlog_lock = threading.RLock()
+_drain_lock = threading.Lock()
+
+
+# -- the backlog of events Prefect has not got yet ----------------------------------------------
+def _backlog(store: StateStore) -> list[str]:
+    found = store.cache_get(BACKLOG_KEY)
+    keys = found[0].get("keys") if found else None
+    return [k for k in keys if isinstance(k, str)] if isinstance(keys, list) else []
+
+
+def _backlog_add(store: StateStore, key: str) -> bool:
+    """Remember that the event of `key` is not in Prefect; False when the backlog is full."""
+    with _backlog_lock:
+        keys = _backlog(store)
+        if key in keys:
+            return True
+        if len(keys) >= BACKLOG_CAP:
+            return False
+        store.cache_put(BACKLOG_KEY, {"keys": [*keys, key]})
+        return True
+
+
+def _backlog_remove(store: StateStore, done: Iterable[str]) -> int:
+    """Forget `done` keys; returns how many keys are left."""
+    done = set(done)
+    with _backlog_lock:
+        keys = _backlog(store)  # read again: others may have been added meanwhile
+        left = [k for k in keys if k not in done]
+        if len(left) != len(keys):
+            store.cache_put(BACKLOG_KEY, {"keys": left})
+        return len(left)
+
+
+def unposted_events(store: StateStore) -> list[str]:
+    """The inbox keys whose Prefect event has not been posted yet, oldest first."""
+    return _backlog(store)
+
+
+# -- draining -----------------------------------------------------------------------------------
+def _drain(store: StateStore, poster: EventPoster, limit: int) -> tuple[int, int]:
+    """Post the backlog's events, oldest first, until one fails; (posted, keys left)."""
+    with _drain_lock:
+        keys = _backlog(store)[:limit]
+        settled: list[str] = []
+        posted = 0
+        for key in keys:
+            item = store.inbox_get(key)
+            if item is None or item.status != "pending":
+                settled.append(key)  # a run or the incremental sync has handled it
+                continue
+            try:
+                event = pipedrive_event(item.payload, key)
+            except ValueError:
+                event = None
+            if event is None:
+                settled.append(key)
+                continue
+            if not poster.post(event):
+                break  # Prefect still down: keep the rest for the next drain
+            settled.append(key)
+            posted += 1
+        left = _backlog_remove(store, settled) if settled else len(_backlog(store))
+    if keys:
+        log.info("drained the inbox: %d event(s) posted to Prefect, %d still waiting", posted, left)
+    return posted, left
+
+
+def drain_inbox(store: StateStore, prefect_api_url: str, *, limit: int = 500) -> int:
+    """Post the events of pending notifications whose event never reached Prefect (Prefect
+    was down when they arrived), oldest first, at most `limit`; stops at the first post that
+    fails (Prefect still down) and keeps the rest. Notifications a run or the incremental sync
+    already settled are forgotten without a post. Returns how many events were posted.
+
+    The event ids are the deterministic ones, so a drain that overlaps a redelivery's post
+    starts no second run. A store that cannot be read is logged and counts as nothing posted.
+    """
+    if isinstance(limit, bool) or not isinstance(limit, int) or limit < 1:
+        raise ValueError(f"limit must be a positive integer, got {limit!r}")
+    with EventPoster(prefect_api_url) as poster:
+        try:
+            return _drain(store, poster, limit)[0]
+        except _STORE_ERRORS as exc:
+            log.warning("inbox not drained: the state store failed (%s)", type(exc).__name__)
+            return 0
+
+
+# -- the request checks -------------------------------------------------------------------------
+def _problem(status: int, reason: str, headers: dict[str, str] | None = None) -> JSONResponse:
+    return JSONResponse({"detail": reason}, status_code=status, headers=headers)
+
+
+def _credentials(header: str | None) -> tuple[bytes, bytes] | None:
+    """(username, password) of a Basic Authorization header; None when there is none;
+    (b"", b"") when it is malformed (which then fails the comparison)."""
+    if not header:
+        return None
+    scheme, _, value = header.strip().partition(" ")
+    if scheme.lower() != "basic":
+        return None
+    try:
+        decoded = base64.b64decode(value.strip(), validate=True)
+    except (binascii.Error, ValueError):
+        return b"", b""
+    user, sep, password = decoded.partition(b":")
+    return (user, password) if sep else (b"", b"")
+
+
+def _is_json(content_type: str | None) -> bool:
+    media = (content_type or "").split(";", 1)[0].strip().lower()
+    return media == "application/json" or (
+        media.startswith("application/") and media.endswith("+json")
+    )
+
+
+async def _read_body(request: Request) -> bytes | None:
+    """The body, or None when it is larger than `MAX_BODY_BYTES`."""
+    chunks: list[bytes] = []
+    size = 0
+    async for chunk in request.stream():
+        size += len(chunk)
+        if size > MAX_BODY_BYTES:
+            if size > DISCARD_LIMIT_BYTES:
+                break
+            continue
+        chunks.append(chunk)
+    return None if size > MAX_BODY_BYTES else b"".join(chunks)
+
+
+def _no_constants(name: str) -> Any:
+    raise ValueError(f"{name} is not valid JSON")
+
+
+def _webhook_paths(settings: Settings) -> list[str]:
+    paths = [WEBHOOK_PATH]
+    public = settings.integration.connection.receiver.public_url
+    if public:
+        path = urlsplit(public).path.rstrip("/")
+        if path and path not in paths and path != HEALTH_PATH:
+            paths.append(path)
+    return paths
+
+
+# -- the app ------------------------------------------------------------------------------------
+@dataclass
+class _Outcome:
+    status: int
+    body: dict[str, Any]
+    drain: bool = False
+
+
+def create_receiver_app(
+    settings: Settings,
+    *,
+    prefect_api_url: str | None = None,
+    store: StateStore | None = None,
+) -> FastAPI:
+    """The receiver for `settings` (basic-auth username from
+    `connection.receiver.basic_auth`, password from where it says: resolved now, so a missing
+    password fails here, not at the first delivery). Events go to `prefect_api_url` (default:
+    `PREFECT_API_URL` from Prefect's settings); notifications to `store` (default: a
+    `StateStore(settings.store_url)` opened once for this app and closed with it)."""
+    username = settings.integration.connection.receiver.basic_auth.username.encode("utf-8")
+    password = receiver_password(settings).encode("utf-8")
+    api_url = prefect_api_url or default_prefect_api_url()
+    if not api_url:
+        log.warning(
+            "PREFECT_API_URL is not set: notifications are stored but no Prefect event is "
+            "posted (the incremental sync still syncs them)"
+        )
+    own_store = store is None
+    inbox = store if store is not None else StateStore(settings.store_url)
+    poster = EventPoster(api_url)
+    state = {"backlog": True}  # the backlog may hold keys: try a drain after the next post
+
+    @asynccontextmanager
+    async def lifespan(_: FastAPI) -> AsyncIterator[None]:
+        try:
+            yield
+        finally:
+            poster.close()
+            if own_store:
+                inbox.close()
+
+    app = FastAPI(
+        title="pdsync webhook receiver",
+        description="Pipedrive webhook deliveries → the inbox → Prefect events.",
+        lifespan=lifespan,
+        docs_url=None,
+        redoc_url=None,
+        openapi_url=None,
+    )
+    app.state.store = inbox
+    app.state.prefect_api_url = api_url
+
+    def authorized(request: Request) -> JSONResponse | None:
+        given = _credentials(request.headers.get("authorization"))
+        if given is None:
+            return _problem(
+                401,
+                "authentication required (HTTP basic auth)",
+                {"WWW-Authenticate": f'Basic realm="{REALM}"'},
+            )
+        user_ok = secrets.compare_digest(given[0], username)
+        password_ok = secrets.compare_digest(given[1], password)
+        if not (user_ok and password_ok):
+            return _problem(403, "wrong credentials")
+        return None
+
+    def drain_in_background() -> None:
+        try:
+            _, left = _drain(inbox, poster, 500)
+            state["backlog"] = left > 0
+        except _STORE_ERRORS as exc:
+            log.warning("inbox not drained: the state store failed (%s)", type(exc).__name__)
+
+    def accept(body: dict[str, Any], delivery: Delivery) -> _Outcome:
+        key = delivery.inbox_key
+        try:
+            new = inbox.inbox_add(key, body)
+        except ValueError as exc:  # not storable as plain JSON
+            return _Outcome(400, {"detail": f"not a storable JSON document: {exc}"})
+        except Exception as exc:  # the database is down: Pipedrive must retry later
+            log.error(
+                "webhook %s NOT stored: the state store failed (%s); answering 503 so that "
+                "Pipedrive retries",
+                delivery.describe(),
+                type(exc).__name__,
+            )
+            return _Outcome(503, {"detail": "the notification could not be stored; retry later"})
+        event = event_for(delivery, key)
+        answer: dict[str, Any] = {"stored": True, "duplicate": not new}
+        drain = False
+        if event is None:
+            answer.update(
+                event="not posted",
+                event_id=None,
+                reason=f"no event for a {delivery.object}: the incremental sync covers it",
+            )
+            what = f"no event ({delivery.object}s are covered by the incremental sync)"
+        else:
+            answer["event_id"] = event["id"]
+            try:
+                retry = not new and key in _backlog(inbox)
+            except _STORE_ERRORS:
+                retry = True  # post again: Prefect de-duplicates the id
+            if new or retry:
+                error = poster.send(event)
+                if error is None:
+                    answer["event"] = "posted"
+                    what = f"event {event['event']} posted"
+                    if retry:
+                        _backlog_remove_safely(inbox, key)
+                    drain = state["backlog"]
+                else:
+                    answer.update(event="not posted", reason=error)
+                    kept = _backlog_add_safely(inbox, key)
+                    state["backlog"] = state["backlog"] or kept
+                    what = f"event NOT posted ({error}); " + (
+                        "kept for the drain" if kept else "the incremental sync will cover it"
+                    )
+            else:
+                answer["event"] = "posted"
+                what = "event already posted"
+        log.info(
+            "webhook %s: %s, %s",
+            delivery.describe(),
+            "duplicate, already stored" if not new else "stored",
+            what,
+        )
+        return _Outcome(200, answer, drain)
+
+    async def receive(request: Request, background: BackgroundTasks) -> JSONResponse:
+        checked = authorized(request) or await checked_body(request)
+        if isinstance(checked, JSONResponse):
+            log.warning(
+                "webhook refused with %d: %s",
+                checked.status_code,
+                json.loads(checked.body)["detail"],
+            )
+            return checked
+        body, delivery = checked
+        outcome = await run_in_threadpool(accept, body, delivery)
+        if outcome.status == 400:
+            log.warning("webhook %s refused with 400: %s", delivery.describe(), outcome.body)
+        if outcome.drain:
+            background.add_task(drain_in_background)
+        return JSONResponse(outcome.body, status_code=outcome.status, background=background)
+
+    async def checked_body(request: Request) -> JSONResponse | tuple[dict[str, Any], Delivery]:
+        length = request.headers.get("content-length")
+        if length is not None:
+            if not length.strip().isdigit():
+                return _problem(400, f"invalid Content-Length {length[:20]!r}")
+            if int(length) > MAX_BODY_BYTES:
+                return _problem(413, f"the body is larger than {MAX_BODY_BYTES} bytes")
+        if not _is_json(request.headers.get("content-type")):
+            shown = (request.headers.get("content-type") or "none")[:100]
+            return _problem(415, f"the content type must be application/json, got {shown}")
+        raw = await _read_body(request)
+        if raw is None:
+            return _problem(413, f"the body is larger than {MAX_BODY_BYTES} bytes")
+        try:
+            body = json.loads(raw, parse_constant=_no_constants)
+        except (UnicodeDecodeError, ValueError) as exc:
+            return _problem(400, f"invalid JSON: {exc}")
+        try:
+            delivery = parse_delivery(body)
+        except ValueError as exc:
+            return _problem(400, str(exc))
+        return body, delivery
+
+    for path in _webhook_paths(settings):
+        app.add_api_route(path, receive, methods=["POST"], include_in_schema=False)
+
+    @app.get(HEALTH_PATH, include_in_schema=False)
+    def healthz() -> JSONResponse:
+        try:
+            counts = inbox.inbox_counts()
+            waiting = len(_backlog(inbox))
+        except _STORE_ERRORS as exc:
+            return JSONResponse(
+                {"ok": False, "detail": f"the state store failed ({type(exc).__name__})"},
+                status_code=503,
+            )
+        return JSONResponse({"ok": True, "inbox": counts, "events_not_posted": waiting})
+
+    return app
+
+
+def _backlog_add_safely(store: StateStore, key: str) -> bool:
+    try:
+        kept = _backlog_add(store, key)
+    except _STORE_ERRORS as exc:
+        log.warning("the unposted event of %s not kept (%s)", key, type(exc).__name__)
+        return False
+    if not kept:
+        log.warning(
+            "more than %d unposted events: %s is left to the incremental sync", BACKLOG_CAP, key
+        )
+    return kept
+
+
+def _backlog_remove_safely(store: StateStore, key: str) -> None:
+    try:
+        _backlog_remove(store, [key])
+    except _STORE_ERRORS as exc:
+        log.warning("the posted event of %s still in the backlog (%s)", key, type(exc).__name__)

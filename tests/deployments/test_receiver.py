@@ -1,0 +1,574 @@
+"""The webhook receiver, as Pipedrive and Prefect see it.
+
+Pipedrive's side: basic auth (401/403), every bad body refused with its reason and nothing
+stored, v1 and v2 deliveries stored once however often they come. Prefect's side (a fake
+Prefect API that records `POST /api/events` and can be told to fail): the event's name,
+resource, deterministic id and small payload; Prefect down → stored, answered 200, posted by
+`drain_inbox` once Prefect is back. End to end: the sandbox Pipedrive's real deliveries.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+import uuid
+from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+import sqlalchemy as sa
+from fastapi.testclient import TestClient
+from receiver_support import (
+    PASSWORD,
+    PASSWORD_ENV,
+    FakePrefect,
+    basic,
+    fixture,
+    v1_deal,
+    v1_person,
+    v2_deal,
+    write_settings,
+)
+
+from deployments.events import EVENT_NAMESPACE
+from deployments.receiver import (
+    MAX_BODY_BYTES,
+    WEBHOOK_PATH,
+    create_receiver_app,
+    drain_inbox,
+    pipedrive_event,
+    unposted_events,
+)
+from mappings.settings import Settings
+from sandbox.runner import Sandbox
+from sandbox.server import ServedApp, free_port
+from store import StateStore, inbox_key
+
+EMPTY_INBOX = {"pending": 0, "processing": 0, "done": 0, "failed": 0}
+
+
+@pytest.fixture(scope="module")
+def prefect_served() -> Iterator[tuple[FakePrefect, str]]:
+    fake = FakePrefect()
+    with ServedApp(fake.app) as served:
+        yield fake, f"{served.url}/api"
+
+
+@pytest.fixture()
+def fake(prefect_served: tuple[FakePrefect, str]) -> FakePrefect:
+    prefect_served[0].reset()
+    return prefect_served[0]
+
+
+@pytest.fixture()
+def api_url(prefect_served: tuple[FakePrefect, str]) -> str:
+    return prefect_served[1]
+
+
+@pytest.fixture()
+def settings(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Settings:
+    monkeypatch.setenv(PASSWORD_ENV, PASSWORD)
+    return write_settings(tmp_path / "settings")
+
+
+@pytest.fixture()
+def store(settings: Settings) -> Iterator[StateStore]:
+    with StateStore(settings.store_url) as opened:
+        yield opened
+
+
+@pytest.fixture()
+def client(settings: Settings, store: StateStore, api_url: str) -> Iterator[TestClient]:
+    app = create_receiver_app(settings, prefect_api_url=api_url, store=store)
+    with TestClient(app) as test_client:
+        yield test_client
+
+
+def deliver(client: TestClient, body: Any, **headers: str) -> httpx.Response:
+    return client.post(WEBHOOK_PATH, json=body, headers={**basic(), **headers})
+
+
+# -- auth ---------------------------------------------------------------------------------------
+def test_missing_credentials_get_401_with_a_basic_challenge(
+    client: TestClient, store: StateStore, fake: FakePrefect
+) -> None:
+    answer = client.post(WEBHOOK_PATH, json=v1_deal())
+    assert answer.status_code == 401
+    assert answer.headers["www-authenticate"].startswith("Basic")
+    bearer = client.post(WEBHOOK_PATH, json=v1_deal(), headers={"Authorization": "Bearer x"})
+    assert bearer.status_code == 401
+    assert store.inbox_counts() == EMPTY_INBOX and fake.events == []
+
+
+@pytest.mark.parametrize(
+    "authorization",
+    [
+        basic(password="wrong-password")["Authorization"],
+        basic(user="someone", password=PASSWORD)["Authorization"],
+        basic(password=PASSWORD + "x")["Authorization"],
+        "Basic not*base64",
+        "Basic " + "cGRzeW5j",  # "pdsync" without a colon
+    ],
+    ids=["wrong-password", "wrong-user", "longer-password", "malformed", "no-colon"],
+)
+def test_wrong_credentials_get_403_and_store_nothing(
+    client: TestClient, store: StateStore, fake: FakePrefect, authorization: str
+) -> None:
+    answer = client.post(WEBHOOK_PATH, json=v1_deal(), headers={"Authorization": authorization})
+    assert answer.status_code == 403
+    assert answer.json() == {"detail": "wrong credentials"}
+    assert store.inbox_counts() == EMPTY_INBOX and fake.events == []
+
+
+def test_right_credentials_are_accepted(client: TestClient, store: StateStore) -> None:
+    answer = deliver(client, v1_deal())
+    assert answer.status_code == 200
+    assert answer.json()["stored"] is True
+    assert store.inbox_counts()["pending"] == 1
+
+
+def test_a_missing_password_stops_the_receiver_from_starting(
+    settings: Settings, store: StateStore, api_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from mappings.errors import SettingsError
+
+    monkeypatch.delenv(PASSWORD_ENV)
+    with pytest.raises(SettingsError, match=PASSWORD_ENV):
+        create_receiver_app(settings, prefect_api_url=api_url, store=store)
+
+
+# -- bad bodies ---------------------------------------------------------------------------------
+def _too_big_stream() -> Iterator[bytes]:
+    yield b'{"meta": {"v": 1}, "padding": "'
+    for _ in range(17):
+        yield b"x" * 65536
+    yield b'"}'
+
+
+BAD_BODIES = {
+    "413-by-header": (
+        {"content": b"{}", "headers": {"content-length": str(MAX_BODY_BYTES + 1)}},
+        413,
+        "larger than",
+    ),
+    "415-text": (
+        {"content": b"meta=1", "headers": {"content-type": "text/plain"}},
+        415,
+        "application/json",
+    ),
+    "415-form": (
+        {"data": {"meta": "x"}},  # application/x-www-form-urlencoded
+        415,
+        "application/json",
+    ),
+    "400-invalid-json": (
+        {"content": b'{"meta": {', "headers": {"content-type": "application/json"}},
+        400,
+        "invalid JSON",
+    ),
+    "400-nan": (
+        {"content": b'{"meta": NaN}', "headers": {"content-type": "application/json"}},
+        400,
+        "NaN",
+    ),
+    "400-not-an-object": ({"json": [v1_deal()]}, 400, "JSON object"),
+    "400-no-meta": ({"json": {"current": {"id": 1}, "event": "updated.deal"}}, 400, "meta"),
+    "400-neither-v1-nor-v2": (
+        {"json": {"meta": {"action": "change", "entity": "deal"}}},
+        400,
+        "event id",
+    ),
+    "400-deal-without-id": (
+        {"json": {"meta": {"version": "2.0", "id": "e-1", "entity": "deal", "action": "change"}}},
+        400,
+        "deal id",
+    ),
+}
+
+
+@pytest.mark.parametrize("case", list(BAD_BODIES))
+def test_bad_bodies_are_refused_with_the_reason_and_store_nothing(
+    client: TestClient, store: StateStore, fake: FakePrefect, case: str
+) -> None:
+    request, status, reason = BAD_BODIES[case]
+    request = dict(request)
+    headers = {**basic(), **request.pop("headers", {})}
+    answer = client.post(WEBHOOK_PATH, **request, headers=headers)
+    assert answer.status_code == status, answer.text
+    assert reason in answer.json()["detail"]
+    assert store.inbox_counts() == EMPTY_INBOX
+    assert unposted_events(store) == [] and fake.events == []
+
+
+def test_a_streamed_body_over_the_limit_gets_413_and_stores_nothing(
+    settings: Settings, store: StateStore, fake: FakePrefect, api_url: str
+) -> None:
+    app = create_receiver_app(settings, prefect_api_url=api_url, store=store)
+    with ServedApp(app) as served, httpx.Client(timeout=30) as http:
+        answer = http.post(
+            f"{served.url}{WEBHOOK_PATH}",
+            content=_too_big_stream(),  # chunked: no Content-Length to go by
+            headers={**basic(), "content-type": "application/json"},
+        )
+        assert "content-length" not in answer.request.headers
+        assert answer.status_code == 413
+        assert "larger than" in answer.json()["detail"]
+        ok = http.post(f"{served.url}{WEBHOOK_PATH}", json=v1_deal(), headers=basic())
+        assert ok.status_code == 200  # the receiver goes on serving
+    assert store.inbox_counts() == {**EMPTY_INBOX, "pending": 1}
+    assert [e["payload"]["deal_id"] for e in fake.events] == [9]
+
+
+def test_a_body_of_exactly_the_limit_is_read(client: TestClient, store: StateStore) -> None:
+    body = v1_deal()
+    text = httpx.Request("POST", "/", json=body).content
+    padded = text[:-1] + b', "pad": "' + b"x" * (MAX_BODY_BYTES - len(text) - 11) + b'"}'
+    assert len(padded) == MAX_BODY_BYTES
+    answer = client.post(
+        WEBHOOK_PATH, content=padded, headers={**basic(), "content-type": "application/json"}
+    )
+    assert answer.status_code == 200, answer.text
+    assert store.inbox_counts()["pending"] == 1
+
+
+# -- deliveries ---------------------------------------------------------------------------------
+def test_v1_and_v2_deliveries_are_stored_once_however_often_they_come(
+    client: TestClient, store: StateStore, fake: FakePrefect
+) -> None:
+    v1, v2 = v1_deal(), v2_deal(42)
+    answers = {"v1": [], "v2": []}
+    for attempt in range(3):  # Pipedrive's redeliveries differ only in retry/attempt
+        v1["retry"], v2["meta"]["attempt"] = attempt, attempt + 1
+        answers["v1"].append(deliver(client, v1))
+        answers["v2"].append(deliver(client, v2))
+    for version, replies in answers.items():
+        assert [r.status_code for r in replies] == [200, 200, 200], version
+        bodies = [r.json() for r in replies]
+        assert [b["duplicate"] for b in bodies] == [False, True, True], version
+        assert all(b["stored"] is True and b["event"] == "posted" for b in bodies), version
+        assert len({b["event_id"] for b in bodies}) == 1, version  # one id for all three
+    assert store.inbox_counts() == {**EMPTY_INBOX, "pending": 2}
+    stored = store.inbox_get(inbox_key(v2))
+    assert stored is not None and stored.payload["data"]["id"] == 42
+    # Prefect got each event once: the first post succeeded, redeliveries post nothing more
+    assert sorted(e["payload"]["deal_id"] for e in fake.events) == [9, 42]
+
+
+def test_the_event_names_the_deal_and_carries_ids_only(
+    client: TestClient, fake: FakePrefect
+) -> None:
+    body = v2_deal(42)
+    before = datetime.now(UTC)
+    answer = deliver(client, body).json()
+    (event,) = fake.events
+    key = f"pipedrive:v2:{body['meta']['id']}"
+    assert event["id"] == answer["event_id"] == str(uuid.uuid5(EVENT_NAMESPACE, key))
+    assert event["event"] == "pipedrive.deal.change"
+    assert event["resource"] == {"prefect.resource.id": "pipedrive.deal.42"}
+    assert event["payload"] == {
+        "deal_id": 42,  # an int, though v2 meta sends "42"
+        "object": "deal",
+        "action": "change",
+        "inbox_key": key,
+        "change_source": "app",
+    }
+    occurred = datetime.fromisoformat(event["occurred"])
+    assert before - timedelta(seconds=1) <= occurred <= datetime.now(UTC) + timedelta(seconds=1)
+    assert "Acme renewal" not in str(event)  # never the record
+
+
+@pytest.mark.parametrize(
+    ("v1_action", "expected"),
+    [("added", "create"), ("updated", "change"), ("merged", "change"), ("deleted", "delete")],
+)
+def test_v1_actions_are_named_in_v2_words(v1_action: str, expected: str) -> None:
+    body = v1_deal(77)
+    body["meta"]["action"] = v1_action
+    event = pipedrive_event(body, inbox_key(body))
+    assert event is not None
+    assert event["event"] == f"pipedrive.deal.{expected}"
+    assert event["resource"] == {"prefect.resource.id": "pipedrive.deal.77"}
+    assert event["payload"]["deal_id"] == 77 and event["payload"]["action"] == expected
+
+
+def test_v2_create_and_delete_events(client: TestClient, fake: FakePrefect) -> None:
+    deliver(client, v2_deal(7, "create"))
+    deleted = v2_deal(7, "delete")
+    deleted["data"], deleted["previous"] = None, {"id": 7, "title": "Gone"}
+    deliver(client, deleted)
+    assert [e["event"] for e in fake.events] == ["pipedrive.deal.create", "pipedrive.deal.delete"]
+    assert len({e["id"] for e in fake.events}) == 2  # two Pipedrive events, two Prefect events
+
+
+def test_redeliveries_give_identical_event_ids() -> None:
+    first, again = v1_deal(), v1_deal()
+    again["retry"] = 2
+    v2_first = v2_deal(5)
+    v2_again = {**v2_first, "meta": {**v2_first["meta"], "attempt": 3}}
+    ids = [pipedrive_event(b, inbox_key(b))["id"] for b in (first, again, v2_first, v2_again)]
+    assert ids[0] == ids[1] and ids[2] == ids[3] and ids[0] != ids[2]
+    other_change = v1_deal(stamp=1739827399000000)  # a later change of the same deal
+    assert pipedrive_event(other_change, inbox_key(other_change))["id"] != ids[0]
+
+
+def test_other_objects_are_stored_without_an_event(
+    client: TestClient, store: StateStore, fake: FakePrefect
+) -> None:
+    lead = fixture("webhook-v2-change-lead.json")  # the real v2 delivery: a lead
+    for body in (lead, v1_person(5)):
+        answer = deliver(client, body)
+        assert answer.status_code == 200
+        assert answer.json()["stored"] is True and answer.json()["event"] == "not posted"
+        assert "incremental sync" in answer.json()["reason"]
+    assert store.inbox_counts()["pending"] == 2
+    assert store.inbox_get(inbox_key(lead)) is not None
+    assert fake.events == [] and unposted_events(store) == []
+
+
+# -- Prefect down -------------------------------------------------------------------------------
+@pytest.mark.parametrize("failure", [503, 500, "refused", "hang"])
+def test_prefect_down_the_notification_is_kept_and_drained_later(
+    settings: Settings,
+    store: StateStore,
+    fake: FakePrefect,
+    api_url: str,
+    failure: int | str,
+) -> None:
+    url = f"http://127.0.0.1:{free_port()}/api" if failure == "refused" else api_url
+    fake.mode = 204 if failure == "refused" else failure
+    fake.hang_s = 4.0
+    with TestClient(create_receiver_app(settings, prefect_api_url=url, store=store)) as client:
+        started = time.monotonic()
+        answer = deliver(client, v1_deal())
+        assert time.monotonic() - started < 9  # Pipedrive gives up after 10 s
+    assert answer.status_code == 200
+    assert answer.json()["stored"] is True and answer.json()["event"] == "not posted"
+    key = inbox_key(v1_deal())
+    assert store.inbox_get(key).status == "pending" and unposted_events(store) == [key]
+    assert fake.events == []
+
+    assert drain_inbox(store, url) == 0  # still down: nothing posted, nothing forgotten
+    assert unposted_events(store) == [key]
+    fake.mode = 204
+    assert drain_inbox(store, api_url) == 1  # Prefect is back
+    (event,) = fake.events
+    assert event["id"] == answer.json()["event_id"] and event["payload"]["inbox_key"] == key
+    assert unposted_events(store) == [] and drain_inbox(store, api_url) == 0
+    assert store.inbox_get(key).status == "pending"  # the run it starts marks it done
+
+
+def test_a_redelivery_posts_again_only_when_the_first_post_failed(
+    client: TestClient, store: StateStore, fake: FakePrefect
+) -> None:
+    body = v2_deal(11)
+    fake.mode = 503
+    assert deliver(client, body).json()["event"] == "not posted"
+    fake.mode = 204
+    again = deliver(client, body).json()  # Pipedrive's retry, Prefect is back
+    assert again == {**again, "duplicate": True, "event": "posted"}
+    assert [e["id"] for e in fake.events] == [again["event_id"]]
+    assert unposted_events(store) == []
+    deliver(client, body)  # a third delivery: already posted, nothing more
+    assert len(fake.events) == 1 and store.inbox_counts()["pending"] == 1
+
+
+def test_the_next_successful_post_drains_what_prefect_missed(
+    client: TestClient, store: StateStore, fake: FakePrefect
+) -> None:
+    fake.mode = 503
+    deliver(client, v2_deal(1))
+    deliver(client, v2_deal(2))
+    assert client.get("/healthz").json()["events_not_posted"] == 2
+    fake.mode = 204
+    deliver(client, v2_deal(3))  # posted, then the two waiting ones after the answer
+    assert sorted(e["payload"]["deal_id"] for e in fake.events) == [1, 2, 3]
+    assert unposted_events(store) == []
+
+
+def test_drain_forgets_notifications_already_settled(
+    client: TestClient, store: StateStore, fake: FakePrefect, api_url: str
+) -> None:
+    fake.mode = 503
+    deliver(client, v2_deal(21))
+    deliver(client, v2_deal(22))
+    (first,) = store.inbox_claim(1)  # the incremental sync settled the older one
+    store.inbox_done([first.id])
+    fake.mode = 204
+    assert drain_inbox(store, api_url) == 1
+    assert [e["payload"]["deal_id"] for e in fake.events] == [22]
+    assert unposted_events(store) == []
+
+
+def test_a_store_that_cannot_be_written_gets_503_so_pipedrive_retries(
+    client: TestClient, store: StateStore, fake: FakePrefect, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    def broken(*args: Any) -> bool:
+        raise sa.exc.OperationalError("INSERT", {}, Exception("database is locked"))
+
+    monkeypatch.setattr(store, "inbox_add", broken)
+    answer = deliver(client, v1_deal())
+    assert answer.status_code == 503
+    assert fake.events == []
+
+
+def test_healthz_counts_the_inbox(client: TestClient, store: StateStore) -> None:
+    assert client.get("/healthz").json() == {
+        "ok": True,
+        "inbox": EMPTY_INBOX,
+        "events_not_posted": 0,
+    }
+    deliver(client, v1_deal())
+    deliver(client, v1_person())
+    health = client.get("/healthz")
+    assert health.status_code == 200
+    assert health.json()["inbox"] == {**EMPTY_INBOX, "pending": 2}
+
+
+def test_the_public_url_path_is_served_too(
+    tmp_path: Path, store: StateStore, api_url: str, fake: FakePrefect, settings: Settings
+) -> None:
+    custom = write_settings(tmp_path / "custom", public_url="https://sync.example.com/pd/hook/")
+    with TestClient(create_receiver_app(custom, prefect_api_url=api_url, store=store)) as c:
+        assert c.post("/pd/hook", json=v1_deal(), headers=basic()).status_code == 200
+        assert c.post(WEBHOOK_PATH, json=v2_deal(), headers=basic()).status_code == 200
+        assert c.post("/pd/hook", json=v1_deal()).status_code == 401
+    assert len(fake.events) == 2
+
+
+# -- secrets ------------------------------------------------------------------------------------
+def test_the_password_appears_in_no_log_record_and_no_answer(
+    client: TestClient, fake: FakePrefect, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.DEBUG)
+    answers = [
+        client.post(WEBHOOK_PATH, json=v1_deal()),
+        client.post(WEBHOOK_PATH, json=v1_deal(), headers=basic(password=PASSWORD + "!")),
+        client.post(WEBHOOK_PATH, json=v1_deal(), headers=basic(user=PASSWORD)),
+        client.post(WEBHOOK_PATH, content=b"{", headers={**basic(), "content-type": "text/x"}),
+        deliver(client, v1_deal()),
+    ]
+    fake.mode = 503
+    answers.append(deliver(client, v2_deal()))
+    assert [a.status_code for a in answers] == [401, 403, 403, 415, 200, 200]
+    records = caplog.records
+    assert any(r.levelno == logging.INFO and "deal 9 change" in r.getMessage() for r in records)
+    for record in records:
+        assert PASSWORD not in record.getMessage()
+        assert PASSWORD not in str(record.args) and PASSWORD not in str(record.__dict__)
+    for answer in answers:
+        assert PASSWORD not in answer.text and PASSWORD not in str(answer.headers)
+
+
+# -- end to end: the sandbox Pipedrive's real deliveries ----------------------------------------
+@pytest.fixture(scope="module")
+def sandbox() -> Iterator[Sandbox]:
+    """Our own sandbox (the session's `sandbox_small` is left untouched: we change a deal)."""
+    with Sandbox("small", webhook_time_scale=0.01) as sb:
+        yield sb
+
+
+@pytest.mark.parametrize("version", ["2.0", "1.0"])
+def test_a_deal_changed_in_pipedrive_reaches_prefect_as_an_event(
+    sandbox: Sandbox,
+    settings: Settings,
+    store: StateStore,
+    fake: FakePrefect,
+    api_url: str,
+    version: str,
+) -> None:
+    app = create_receiver_app(settings, prefect_api_url=api_url, store=store)
+    deal = sandbox.pipedrive_seed.deals[0]
+    deal_id = int(deal["id"])
+    with (
+        ServedApp(app) as receiver,
+        httpx.Client(
+            base_url=sandbox.pipedrive_url,
+            headers={"x-api-token": sandbox.pipedrive_token},
+            timeout=30,
+        ) as api,
+    ):
+        hooks = [
+            api.post(
+                "/api/v1/webhooks",
+                json={
+                    "subscription_url": f"{receiver.url}{WEBHOOK_PATH}",
+                    "event_action": "change" if version == "2.0" else "updated",
+                    "event_object": "deal",
+                    "name": f"receiver test {name}",
+                    "version": version,
+                    "http_auth_user": "pdsync",
+                    "http_auth_password": password,
+                },
+            ).json()["data"]
+            for name, password in (("right", PASSWORD), ("wrong", "not-the-password"))
+        ]
+        original = api.get(f"/api/v2/deals/{deal_id}").json()["data"]["title"]
+        try:
+            patched = api.patch(f"/api/v2/deals/{deal_id}", json={"title": "Renamed by test"})
+            assert patched.status_code == 200
+            (event,) = fake.wait_for(lambda e: e["payload"]["deal_id"] == deal_id)
+            assert event["event"] == "pipedrive.deal.change"
+            assert event["resource"] == {"prefect.resource.id": f"pipedrive.deal.{deal_id}"}
+            log = _wait_for_deliveries(sandbox, {h["id"] for h in hooks})
+        finally:
+            for hook in hooks:
+                api.delete(f"/api/v1/webhooks/{hook['id']}")
+            api.patch(
+                f"/api/v2/deals/{deal_id}", json={"title": original}
+            )  # the next case renames it again
+    by_hook = {e["webhook_id"]: e for e in log}
+    assert by_hook[hooks[0]["id"]]["status"] == 200
+    assert by_hook[hooks[1]["id"]]["status"] == 403  # the wrong password: refused
+    assert store.inbox_counts()["pending"] == 1  # only the authenticated delivery is stored
+    item = store.inbox_get(event["payload"]["inbox_key"])
+    assert item is not None and item.status == "pending"
+    title = (item.payload.get("data") or item.payload.get("current"))["title"]
+    assert title == "Renamed by test"
+
+
+def _wait_for_deliveries(sb: Sandbox, hook_ids: set[int], timeout: float = 60.0) -> list[dict]:
+    deadline = time.monotonic() + timeout
+    while True:
+        found = [e for e in sb.pipedrive.deliveries() if e["webhook_id"] in hook_ids]
+        if {e["webhook_id"] for e in found} == hook_ids:
+            return found
+        assert time.monotonic() < deadline, f"deliveries so far: {found}"
+        time.sleep(0.02)
+
+
+# -- a real Prefect API -------------------------------------------------------------------------
+@pytest.mark.slow
+@pytest.mark.usefixtures("prefect_harness")
+def test_a_real_prefect_api_takes_the_event_once(settings: Settings, store: StateStore) -> None:
+    """The default API URL (PREFECT_API_URL) and the event's shape, checked by Prefect itself:
+    it answers 204, keeps the event under its deterministic id, and keeps it once however
+    often the delivery comes."""
+    from deployments.events import default_prefect_api_url
+
+    api_url = default_prefect_api_url()
+    assert api_url
+    body = v2_deal(4242)
+    with TestClient(create_receiver_app(settings, store=store)) as client:
+        answers = [deliver(client, body).json() for _ in range(2)]
+    assert [a["event"] for a in answers] == ["posted", "posted"]
+    event_id = answers[0]["event_id"]
+    assert drain_inbox(store, api_url) == 0
+    deadline = time.monotonic() + 60
+    while True:  # Prefect stores events asynchronously
+        page = httpx.post(
+            f"{api_url}/events/filter",
+            json={"filter": {"id": {"id": [event_id]}}, "limit": 10},
+            timeout=10,
+        )
+        assert page.status_code == 200, page.text
+        found = page.json()["events"]
+        if found or time.monotonic() > deadline:
+            break
+        time.sleep(0.2)
+    (event,) = found
+    assert event["event"] == "pipedrive.deal.change"
+    assert event["resource"]["prefect.resource.id"] == "pipedrive.deal.4242"
+    assert event["payload"]["deal_id"] == 4242
