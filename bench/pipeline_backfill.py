@@ -74,7 +74,9 @@ def main() -> None:
         counts = info["counts"]
         listed = sum(math.ceil(counts[k] / 500) for k in ("deals", "organizations", "persons",
                                                           "notes"))
-        written = {k: sum(v.values()) for k, v in report["counts"].items()}
+        written = {
+            k: v.get("created", 0) + v.get("updated", 0) for k, v in report["counts"].items()
+        }
         upserts = sum(math.ceil(n / 5000) for n in written.values() if n)
         minimum = listed + 5 + upserts + 1
         print(f"backfill of '{args.dataset}' (burst {args.burst}): {elapsed:.1f} s wall, "
