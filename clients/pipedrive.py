@@ -23,7 +23,6 @@ import re
 import time
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from datetime import UTC, datetime
-from types import TracebackType
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -33,6 +32,7 @@ from pydantic import BaseModel, ConfigDict
 from clients.errors import ApiError, InvalidSettingError, NotFoundError
 from clients.http import (
     Clock,
+    Closing,
     HttpClient,
     Params,
     RetryPolicy,
@@ -223,7 +223,7 @@ def _unique_ids(ids: Iterable[int | str]) -> list[int]:
     return list(seen)
 
 
-class PipedriveClient:
+class PipedriveClient(Closing):
     """Pipedrive's API for one company and token. Thread-safe; close it (or use `with`)."""
 
     def __init__(
@@ -259,17 +259,6 @@ class PipedriveClient:
 
     def close(self) -> None:
         self._http.close()
-
-    def __enter__(self) -> PipedriveClient:
-        return self
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.close()
 
     # -- the connection ------------------------------------------------------------------------
     def check_connection(self) -> PipedriveUser:

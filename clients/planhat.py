@@ -25,7 +25,6 @@ import random
 import re
 import time
 from collections.abc import Iterable, Iterator, Mapping, Sequence
-from types import TracebackType
 from typing import Any, Literal
 from urllib.parse import quote, urlsplit
 
@@ -33,7 +32,15 @@ import httpx
 from pydantic import BaseModel, ConfigDict
 
 from clients.errors import ApiError, BadRequestError, InvalidSettingError
-from clients.http import Clock, HttpClient, RetryPolicy, ServiceProfile, Sleep, shared_limiter
+from clients.http import (
+    Clock,
+    Closing,
+    HttpClient,
+    RetryPolicy,
+    ServiceProfile,
+    Sleep,
+    shared_limiter,
+)
 
 Record = dict[str, Any]
 
@@ -320,7 +327,7 @@ def parse_bulk_answer(
     return outcomes, unattributed
 
 
-class PlanhatClient:
+class PlanhatClient(Closing):
     """Planhat's API for one tenant and token. Thread-safe; close it (or use `with`)."""
 
     def __init__(
@@ -356,17 +363,6 @@ class PlanhatClient:
 
     def close(self) -> None:
         self._http.close()
-
-    def __enter__(self) -> PlanhatClient:
-        return self
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.close()
 
     # -- reads ---------------------------------------------------------------------------------
     def get(self, model: str, key: str) -> Record:

@@ -13,10 +13,10 @@ import logging
 from dataclasses import asdict
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from types import TracebackType
 from typing import Any
 
 from clients import PipedriveClient, PlanhatClient
+from clients.http import Closing
 from mappings.account import fetch_account, open_pipedrive, open_planhat
 from mappings.resolve import Account, Mappings, compile_mappings
 from mappings.settings import Settings, load_settings, pipedrive_token
@@ -29,7 +29,7 @@ ACCOUNT_CACHE_KEY = "account"
 DEFAULT_ACCOUNT_MAX_AGE_S = 3600.0
 
 
-class SyncContext:
+class SyncContext(Closing):
     """One run's settings, mappings, clients and store. Close it (or use `with`).
 
     A plain class on purpose, like the batch containers the tasks pass along: Prefect walks
@@ -60,17 +60,6 @@ class SyncContext:
         self.pipedrive.close()
         self.planhat.close()
         self.store.close()
-
-    def __enter__(self) -> SyncContext:
-        return self
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.close()
 
 
 def _cache_scope(settings: Settings) -> str:
