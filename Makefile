@@ -16,11 +16,15 @@ $(STAMP): requirements.lock pyproject.toml
 	$(PY) -m pip install --quiet --disable-pip-version-check --no-deps --config-settings editable_mode=compat -e .
 	touch $(STAMP)
 
-# The main job. Until the demo flow lands it is the sandbox serving its demo data set.
+# The main job: the whole product on this machine against the sandbox (`pdsync demo`): it starts
+# the sandbox and a Prefect server, connects, backfills, serves, sends four deal changes through
+# real webhooks, prints what landed in Planhat and why, stops everything and exits.
 demo: $(STAMP)
-	$(PY) -m sandbox --dataset demo
+	$(VENV)/bin/pdsync demo
 
-sandbox: demo
+# The sandbox Pipedrive and Planhat alone, serving the demo data set until Ctrl-C.
+sandbox: $(STAMP)
+	$(PY) -m sandbox --dataset demo
 
 # The test command (.ci/run calls exactly this).
 test: $(STAMP)
