@@ -36,9 +36,23 @@ def main() -> None:
     args = parser.parse_args()
 
     proc = subprocess.Popen(  # noqa: S603 - our own module, fixed arguments
-        [sys.executable, "-m", "sandbox", "--dataset", args.dataset, "--pipedrive-port", "0",
-         "--planhat-port", "0", "--burst", str(args.burst), "--json"],
-        stdout=subprocess.PIPE, text=True, cwd=ROOT,
+        [
+            sys.executable,
+            "-m",
+            "sandbox",
+            "--dataset",
+            args.dataset,
+            "--pipedrive-port",
+            "0",
+            "--planhat-port",
+            "0",
+            "--burst",
+            str(args.burst),
+            "--json",
+        ],
+        stdout=subprocess.PIPE,
+        text=True,
+        cwd=ROOT,
     )
     assert proc.stdout is not None
     info = json.loads(proc.stdout.readline())
@@ -72,18 +86,23 @@ def main() -> None:
         pd_counts = httpx.get(f"{info['pipedrive_url']}/_sandbox/counters").json()
         ph_counts = httpx.get(f"{info['planhat_url']}/_sandbox/counters").json()
         counts = info["counts"]
-        listed = sum(math.ceil(counts[k] / 500) for k in ("deals", "organizations", "persons",
-                                                          "notes"))
+        listed = sum(
+            math.ceil(counts[k] / 500) for k in ("deals", "organizations", "persons", "notes")
+        )
         written = {
             k: v.get("created", 0) + v.get("updated", 0) for k, v in report["counts"].items()
         }
         upserts = sum(math.ceil(n / 5000) for n in written.values() if n)
         minimum = listed + 5 + upserts + 1
-        print(f"backfill of '{args.dataset}' (burst {args.burst}): {elapsed:.1f} s wall, "
-              f"peak RSS {peak:.0f} MiB (before the run {rss_before:.0f} MiB)")
-        print(f"calls: Pipedrive {pd_counts['total']}, Planhat {ph_counts['total']} = "
-              f"{pd_counts['total'] + ph_counts['total']} (minimum ≈ {minimum}: {listed} list "
-              f"pages + 5 account lists + {upserts} upserts + 1 Planhat users)")
+        print(
+            f"backfill of '{args.dataset}' (burst {args.burst}): {elapsed:.1f} s wall, "
+            f"peak RSS {peak:.0f} MiB (before the run {rss_before:.0f} MiB)"
+        )
+        print(
+            f"calls: Pipedrive {pd_counts['total']}, Planhat {ph_counts['total']} = "
+            f"{pd_counts['total'] + ph_counts['total']} (minimum ≈ {minimum}: {listed} list "
+            f"pages + 5 account lists + {upserts} upserts + 1 Planhat users)"
+        )
         print("Pipedrive:", json.dumps(pd_counts["routes"]))
         print("Planhat:  ", json.dumps(ph_counts["routes"]))
         for obj, by_action in sorted(report["counts"].items()):

@@ -52,7 +52,9 @@ def test_connect_creates_one_webhook_and_stores_only_a_fingerprint(
     assert len(hooks) == 1
     hook = hooks[0]
     assert (hook["subscription_url"], hook["event_object"], hook["version"]) == (
-        RECEIVER, "deal", "2.0"
+        RECEIVER,
+        "deal",
+        "2.0",
     )
     assert hook["http_auth_user"] == "pdsync"
     # connecting again changes nothing: same webhook, the token not tested again
