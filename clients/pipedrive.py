@@ -84,6 +84,16 @@ _LABEL = re.compile(r"^[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?$")
 _LOCAL_HOSTS = frozenset({"127.0.0.1", "localhost", "::1"})
 
 
+def _time_window(
+    updated_since: datetime | str | None, updated_until: datetime | str | None
+) -> dict[str, str | None]:
+    """v2's `updated_since`/`updated_until` filters, RFC 3339."""
+    return {
+        "updated_since": rfc3339(updated_since) if updated_since is not None else None,
+        "updated_until": rfc3339(updated_until) if updated_until is not None else None,
+    }
+
+
 class PipedriveUrls(BaseModel):
     """Where a Pipedrive account's API lives: the one place v1 and v2 base URLs are built."""
 
@@ -283,8 +293,7 @@ class PipedriveClient(Closing):
         means all but deleted). `org_id`/`person_id`: the deals of one organization or person.
         `ids` fetches those deals in calls of 100 ids."""
         params = {
-            "updated_since": rfc3339(updated_since) if updated_since is not None else None,
-            "updated_until": rfc3339(updated_until) if updated_until is not None else None,
+            **_time_window(updated_since, updated_until),
             "status": _csv(status),
             "pipeline_id": pipeline_id,
             "org_id": org_id,
@@ -305,8 +314,7 @@ class PipedriveClient(Closing):
     ) -> Iterator[Record]:
         """Organizations (v2), all pages; `ids` in calls of 100."""
         params = {
-            "updated_since": rfc3339(updated_since) if updated_since is not None else None,
-            "updated_until": rfc3339(updated_until) if updated_until is not None else None,
+            **_time_window(updated_since, updated_until),
             "sort_by": sort_by,
             "sort_direction": sort_direction,
         }
@@ -325,8 +333,7 @@ class PipedriveClient(Closing):
     ) -> Iterator[Record]:
         """Persons (v2), all pages; `ids` in calls of 100."""
         params = {
-            "updated_since": rfc3339(updated_since) if updated_since is not None else None,
-            "updated_until": rfc3339(updated_until) if updated_until is not None else None,
+            **_time_window(updated_since, updated_until),
             "org_id": org_id,
             "deal_id": deal_id,
             "sort_by": sort_by,

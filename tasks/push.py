@@ -13,7 +13,6 @@ failed (with Planhat's message).
 
 from __future__ import annotations
 
-from collections.abc import Mapping
 from typing import Any
 
 from prefect import task
@@ -229,7 +228,3 @@ def convert_and_push(
 )
 def push_task(ctx: SyncContext, scope: Scope, force: bool = False) -> list[PushResult]:
     return convert_and_push(ctx.planhat, ctx.store, ctx.mappings, scope, force=force)
-
-
-def planhat_ids(results: list[PushResult]) -> Mapping[str, dict[int, str]]:
-    return {r.object_type: r.planhat_ids for r in results}

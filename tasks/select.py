@@ -15,7 +15,7 @@ belong in Planhat (design §2.1-2.3).
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable
 from typing import Any
 
 from prefect import task
@@ -126,11 +126,6 @@ def plan_scope(
             ):
                 scope.notes.append(note)
     return scope
-
-
-def company_org_ids(scope: Scope, links: Mapping[int, Any]) -> set[int]:
-    """The organizations that are (or are about to be) Planhat companies."""
-    return {int(o["id"]) for o in scope.organizations} | set(links)
 
 
 # -- Prefect tasks --------------------------------------------------------------------------------

@@ -52,14 +52,3 @@ def pipeline_ids(sb: Sandbox) -> dict[str, int]:
 
 def by_source(records: list[dict[str, Any]]) -> dict[str, dict[str, Any]]:
     return {str(r["sourceId"]): r for r in records if r.get("sourceId") is not None}
-
-
-def count(sb: Sandbox, service: str, key: str) -> int:
-    app = sb.pipedrive if service == "pipedrive" else sb.planhat
-    return app.counters.get(key)
-
-
-def total_requests(sb: Sandbox, service: str, prefix: str = "") -> int:
-    app = sb.pipedrive if service == "pipedrive" else sb.planhat
-    routes = app.counters.snapshot()["routes"]
-    return sum(n for k, n in routes.items() if k.split(" ", 1)[1].startswith(prefix) or not prefix)
