@@ -6,6 +6,7 @@ This command line is a contract (scripts and benchmarks rely on it); flags are o
                       [--pipedrive-port N] [--planhat-port M]
                       [--pipedrive-token T] [--planhat-token U]
                       [--host H] [--burst N] [--daily-budget N]
+                      [--plan lite|growth|premium|ultimate] [--seats N] [--search-burst N]
                       [--webhook-time-scale F] [--webhook-ban-policy]
                       [--fault-target pipedrive|planhat|both] [--fault-route GLOB]
                       [--latency-ms MS] [--jitter-ms MS] [--p-500 P] [--p-502 P] [--p-503 P]
@@ -13,9 +14,17 @@ This command line is a contract (scripts and benchmarks rely on it); flags are o
                       [--json]
 
 Defaults: dataset demo, seed 7, host 127.0.0.1, Pipedrive on 8711, Planhat on 8712 (0 picks a
-free port), the documented sandbox tokens (see `sandbox.runner`), burst 40 per 2 s, time scale 1.
+free port), the documented sandbox tokens (see `sandbox.runner`), time scale 1, and Pipedrive's
+limits for `--plan growth` with `--seats 10`: a burst of 40 requests per token per rolling 2 s
+window (search 10) and a daily budget of 30,000 × 2 × 10 = 600,000 tokens for the company.
 It prints both base URLs and tokens (with `--json`: one JSON object on one line), serves until
 SIGINT or SIGTERM and exits 0.
+
+Pipedrive's limits (`sandbox.ratelimit`): `--plan` and `--seats` derive the burst (Lite 20,
+Growth 40, Premium 100, Ultimate 120) and the daily token budget (30,000 × plan multiplier
+1/2/5/7 × seats) as Pipedrive does. `--burst N` and `--daily-budget N` override them: the burst
+in requests per token per 2 s, the budget in tokens per company per day (every request costs its
+endpoint's token cost; all tokens of the company share the budget).
 """
 
 from __future__ import annotations
@@ -26,6 +35,14 @@ import json
 import socket
 import sys
 
+from sandbox.ratelimit import (
+    DEFAULT_PLAN,
+    DEFAULT_SEATS,
+    PLAN_BURST,
+    PLAN_MULTIPLIER,
+    SEARCH_BURST,
+    daily_budget_for,
+)
 from sandbox.runner import (
     DEFAULT_DATASET,
     DEFAULT_HOST,
@@ -65,10 +82,52 @@ def _port(text: str) -> int:
     return value
 
 
+LIMITS_HELP = """\
+Pipedrive's rate limits, as Pipedrive documents them:
+  daily budget  30,000 tokens x plan multiplier (lite 1, growth 2, premium 5, ultimate 7)
+                x seats, per company: all its API tokens share it. Each request costs its
+                endpoint's token cost (v2: get 1, list 10, write 5, delete 3, search 20;
+                v1: get 2, list 20, write 10, delete 6, search 40). Once spent, every
+                request is answered 429 until midnight UTC.
+  burst         requests per token per rolling 2 s window (lite 20, growth 40,
+                premium 100, ultimate 120; search 10).
+  headers       x-ratelimit-limit, x-ratelimit-remaining, x-ratelimit-reset (burst),
+                x-daily-ratelimit-token-limit, x-daily-ratelimit-token-remaining (budget),
+                x-daily-requests-left (POST/PUT fair-use counter, 10,000 a day per token).
+--burst and --daily-budget override what --plan and --seats derive."""
+
+
+def _positive(text: str) -> int:
+    value = int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"{text} is not a positive integer")
+    return value
+
+
+def _non_negative(text: str) -> int:
+    value = int(text)
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"{text} is negative")
+    return value
+
+
+def pipedrive_limits(args: argparse.Namespace) -> tuple[int, int]:
+    """(burst, daily token budget) from the flags: explicit values win over the plan's."""
+    burst = args.burst if args.burst is not None else PLAN_BURST[args.plan]
+    budget = (
+        args.daily_budget
+        if args.daily_budget is not None
+        else daily_budget_for(args.plan, args.seats)
+    )
+    return burst, budget
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="python -m sandbox",
         description="Serve local stand-ins for the Pipedrive and Planhat APIs with generated data.",
+        epilog=LIMITS_HELP,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     parser.add_argument(
         "--dataset",
@@ -106,15 +165,35 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument(
         "--burst",
-        type=int,
-        default=40,
-        help="Pipedrive burst limit per token per 2 s (default: %(default)s)",
+        type=_non_negative,
+        default=None,
+        help="Pipedrive burst limit: requests per token per rolling 2 s window "
+        "(default: the plan's, 40 for growth)",
     )
     parser.add_argument(
         "--daily-budget",
-        type=int,
-        default=1_000_000,
-        help="Pipedrive daily request budget per token (default: %(default)s)",
+        type=_non_negative,
+        default=None,
+        help="Pipedrive daily token budget of the company, shared by all its tokens; each "
+        "request costs its endpoint's token cost (default: 30,000 x plan multiplier x seats)",
+    )
+    parser.add_argument(
+        "--plan",
+        choices=tuple(PLAN_MULTIPLIER),
+        default=DEFAULT_PLAN,
+        help="Pipedrive plan whose burst and budget multiplier apply (default: %(default)s)",
+    )
+    parser.add_argument(
+        "--seats",
+        type=_positive,
+        default=DEFAULT_SEATS,
+        help="Pipedrive seats of the company, for the daily budget (default: %(default)s)",
+    )
+    parser.add_argument(
+        "--search-burst",
+        type=_positive,
+        default=SEARCH_BURST,
+        help="Pipedrive search requests per token per 2 s (default: %(default)s)",
     )
     parser.add_argument(
         "--webhook-time-scale",
@@ -159,6 +238,7 @@ def main(argv: list[str] | None = None) -> int:
                 file=sys.stderr,
             )
             return 1
+    burst, daily_budget = pipedrive_limits(args)
     sandbox = Sandbox(
         args.dataset,
         args.seed,
@@ -167,11 +247,14 @@ def main(argv: list[str] | None = None) -> int:
         planhat_port=planhat_port,
         pipedrive_token=args.pipedrive_token,
         planhat_token=args.planhat_token,
-        burst=args.burst,
-        daily_budget=args.daily_budget,
+        burst=burst,
+        daily_budget=daily_budget,
         webhook_time_scale=args.webhook_time_scale,
         webhook_ban_policy=args.webhook_ban_policy,
     )
+    limits = sandbox.pipedrive.ratelimit
+    limits.plan, limits.seats = args.plan, args.seats
+    limits.configure(search_burst=args.search_burst)
     rule = {name: getattr(args, name) for name in FAULT_FLAGS}
     if any(rule.values()) or args.latency_ms or args.jitter_ms:
         try:
@@ -193,6 +276,13 @@ def main(argv: list[str] | None = None) -> int:
         "planhat_url": sandbox.planhat_url,
         "planhat_token": args.planhat_token,
         "counts": sandbox.summary(),
+        "pipedrive_limits": {
+            "plan": args.plan,
+            "seats": args.seats,
+            "burst": burst,
+            "search_burst": args.search_burst,
+            "daily_budget": daily_budget,
+        },
     }
 
     def announce() -> None:
@@ -204,6 +294,8 @@ def main(argv: list[str] | None = None) -> int:
                 f"Sandbox data set '{args.dataset}' (seed {args.seed}): {counts}\n"
                 f"Pipedrive  {sandbox.pipedrive_url}  (company URL; APIs at /api/v1, /api/v2)\n"
                 f"           token: {args.pipedrive_token}\n"
+                f"           limits: {burst} requests per 2 s per token, {daily_budget:,} "
+                f"tokens a day for the company ({args.plan}, {args.seats} seats)\n"
                 f"Planhat    {sandbox.planhat_url}\n"
                 f"           token: {args.planhat_token}\n"
                 f"Admin: <url>/_sandbox/faults, /_sandbox/counters, /_sandbox/deliveries. "

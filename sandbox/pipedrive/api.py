@@ -5,8 +5,8 @@ through deals) costs a cached query, a slice and a join of cached record JSON.
 
 v2 (`/api/v2/...`): deals, persons, organizations (list with filters, get, create, patch,
 delete), pipelines, stages, dealFields, personFields, organizationFields. Cursor paging.
-v1 (`/api/v1/...` and `/v1/...`): users/me, users, notes, webhooks, the v1 `*Fields` lists.
-Offset paging.
+v1 (`/api/v1/...` and `/v1/...`): users/me, users, notes, webhooks, and every v1 `*Fields` list
+(activity, deal, lead, note, organization, person, product). Offset paging.
 """
 
 from __future__ import annotations
@@ -124,6 +124,17 @@ _ENTITY_OF_FIELDS = {
     "dealFields": "deal",
     "personFields": "person",
     "organizationFields": "organization",
+}
+# Every `*Fields` list of Pipedrive's current v1 description (SPEC1), read by third-party clients
+# at discovery: the seed's own fields for deal/person/organization, built-in catalogues otherwise.
+_ENTITY_OF_V1_FIELDS = {
+    "activityFields": "activity",
+    "dealFields": "deal",
+    "leadFields": "lead",
+    "noteFields": "note",
+    "organizationFields": "organization",
+    "personFields": "person",
+    "productFields": "product",
 }
 
 
@@ -785,7 +796,7 @@ class Api:
 
     # -- v1 fields ----------------------------------------------------------------------------
     async def list_fields_v1(self, request: Request) -> Response:
-        entity = _ENTITY_OF_FIELDS[request.url.path.rsplit("/", 1)[-1]]
+        entity = _ENTITY_OF_V1_FIELDS[request.url.path.rsplit("/", 1)[-1]]
         start, limit = self._offset(request)
         items = self.model.fields_v1[entity]
         return json_response(
@@ -859,7 +870,7 @@ class Api:
             ("POST", "/webhooks", self.create_webhook),
             ("DELETE", "/webhooks/{id}", self.delete_webhook),
         ]
-        for name in _ENTITY_OF_FIELDS:
+        for name in _ENTITY_OF_V1_FIELDS:
             v1.append(("GET", f"/{name}", self.list_fields_v1))
         routes = [(method, f"/api/v2{path}", handler) for method, path, handler in v2]
         for prefix in ("/api/v1", "/v1"):

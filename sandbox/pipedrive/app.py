@@ -6,13 +6,15 @@
     served.stop(); sandbox.close()
 
 The stack, outside in: `FaultMiddleware` (injected faults, request counters) →
-`PipedriveRateLimit` (burst per token per 2 s, daily budget, headers on every answer, 429) →
+`PipedriveRateLimit` (daily token budget per company, rolling 2 s burst window per token,
+headers on every answer, 429) →
 the FastAPI app (token check, then the endpoints of `sandbox.pipedrive.api`).
 
 Admin endpoints under `/_sandbox/` (never authenticated, rate-limited, faulted or counted):
-`faults`, `counters` (see `sandbox.faults`), `ratelimit` (GET/PUT settings, DELETE resets the
-counts), `deliveries` (GET the webhook delivery log, DELETE clears it), `webhooks`
-(GET/PUT the delivery settings: `time_scale`, `ban_policy`).
+`faults`, `counters` (see `sandbox.faults`), `ratelimit` (GET the settings and the tokens spent
+today; PUT `burst`, `search_burst`, `window_s`, `daily_budget`, `plan`, `seats`; DELETE resets
+the windows and the spent budget), `deliveries` (GET the webhook delivery log, DELETE clears
+it), `webhooks` (GET/PUT the delivery settings: `time_scale`, `ban_policy`).
 """
 
 from __future__ import annotations
@@ -94,8 +96,15 @@ class PipedriveSandbox:
         self.faults = FaultInjector(fault_seed)
         self.counters = RequestCounters()
         self.app = self._build_app()
+        # Every valid token belongs to the one company, so all of them share its daily budget;
+        # unknown tokens belong to none (the gateway answers 401 before any limit).
+        company = str(seed.company.get("id", "company"))
         self.ratelimit = PipedriveRateLimit(
-            self.app, burst=burst, window_s=window_s, daily_budget=daily_budget
+            self.app,
+            burst=burst,
+            window_s=window_s,
+            daily_budget=daily_budget,
+            company_of=lambda token: company if token in self.tokens else None,
         )
         self.asgi: ASGIApp = FaultMiddleware(self.ratelimit, self.faults, self.counters, error_body)
 
@@ -137,17 +146,22 @@ class PipedriveSandbox:
 
         @router.put("/ratelimit")
         def put_ratelimit(data: dict[str, Any] = Body(...)) -> Any:
-            unknown = sorted(set(data) - {"burst", "window_s", "daily_budget"})
+            ints = ("burst", "daily_budget", "search_burst", "seats")
+            # GET's read-only keys may come back unchanged (tests restore saved settings).
+            known = {*ints, "window_s", "plan", "tokens_spent"}
+            unknown = sorted(set(data) - known)
             if unknown:
                 return JSONResponse({"error": f"unknown keys {unknown}"}, 400)
             try:
-                self.ratelimit.configure(
-                    burst=None if data.get("burst") is None else int(data["burst"]),
-                    window_s=None if data.get("window_s") is None else float(data["window_s"]),
-                    daily_budget=(
-                        None if data.get("daily_budget") is None else int(data["daily_budget"])
-                    ),
-                )
+                values: dict[str, Any] = {
+                    name: int(data[name]) for name in ints if data.get(name) is not None
+                }
+                if data.get("window_s") is not None:
+                    values["window_s"] = float(data["window_s"])
+                if data.get("plan") is not None:
+                    values["plan"] = str(data["plan"])
+                # plan/seats first, so that an explicit burst or budget in the same call wins
+                self.ratelimit.configure(**values)
             except (TypeError, ValueError) as exc:
                 return JSONResponse({"error": str(exc)}, 400)
             return self.ratelimit.settings()

@@ -12,6 +12,7 @@ from collections.abc import Callable
 from typing import Any
 
 from sandbox.dataset import PipedriveSeed
+from sandbox.pipedrive.builtin_fields import BUILTIN_FIELDS, shape_v1
 from sandbox.pipedrive.common import (
     ApiError,
     ValidationFailed,
@@ -191,9 +192,14 @@ class PipedriveModel:
             for entity, items in self.fields.items()
         }
         created = self._company_created()
+        # v1 `*Fields` lists: the seed's deal, person and organization fields, and the built-in
+        # catalogues of the entities the sandbox holds no records of (activity, note, ...).
         self.fields_v1 = {
-            entity: [v1_field(entity, i, item, created) for i, item in enumerate(items)]
-            for entity, items in self.fields.items()
+            entity: [
+                shape_v1(entity, v1_field(entity, i, item, created), self.me_user_id)
+                for i, item in enumerate(items)
+            ]
+            for entity, items in {**BUILTIN_FIELDS, **self.fields}.items()
         }
         # Keys every new record gets (null unless written), from the seed's own records.
         self._templates: dict[str, list[str]] = {

@@ -21,7 +21,15 @@ if TYPE_CHECKING:
 Record = dict[str, Any]
 
 # v1 field ids are company-wide integers; v2 field items have none, so the sandbox numbers them.
-_V1_FIELD_ID_BASE = {"deal": 12000, "person": 9000, "organization": 4000}
+_V1_FIELD_ID_BASE = {
+    "deal": 12000,
+    "person": 9000,
+    "organization": 4000,
+    "activity": 14000,
+    "note": 15000,
+    "product": 16000,
+    "lead": 17000,
+}
 _ADDRESS_PARTS = (
     "subpremise",
     "street_number",

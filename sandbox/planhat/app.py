@@ -5,7 +5,8 @@ Endpoints (`reference/planhat-api.md` §1-6):
 * `GET|POST|PUT /<model>` and `GET|PUT|DELETE /<model>/<id>` for `companies`, `endusers`,
   `licenses` and `conversations` (notes are conversations with `type: "note"`; there is no
   `/notes`). `<id>` is the `_id`, `extid-<externalId>` or `srcid-<sourceId>` (URL-encoded).
-  `PUT /<model>` with an array is the bulk upsert.
+  `PUT /<model>` with an array is the bulk upsert: 200, 206 with per-item errors, or 400 for a
+  payload refused as a whole (see `bad_bulk_payload`).
 * `GET /users` (team members), `GET /leancompanies` (`externalId`, `sourceId`, `status` filters).
 * Auth: `Authorization: Bearer <token>`, or basic auth with the token as user name. 401 for a
   missing or unknown token; 403 with `permissionErrors` when a read-only token writes.
@@ -147,6 +148,53 @@ async def _body(request: Request) -> Any:
         return orjson.loads(raw)
     except orjson.JSONDecodeError:
         raise ItemError("the body is not valid JSON") from None
+
+
+# The keys Planhat matches bulk items on (reference §4 "Matching"); a payload may name each
+# record once.
+_BULK_KEYS = ("_id", "sourceId", "externalId")
+
+
+def bad_bulk_payload(model: str, items: list[Any]) -> str | None:
+    """Why Planhat refuses a bulk upsert payload as a whole (400), or None when it does not.
+
+    The reference (planhat-api.md §4, from Planhat's status-code table) documents 400 for a bad
+    payload, "missing required key or duplicate", against 206 with per-item errors when only
+    some items fail. The sandbox refuses the whole payload when
+
+    * an item is not a JSON object: the payload is not an array of records at all; or
+    * two items carry the same matching key (`_id`, `sourceId` or `externalId` with the same
+      value): Planhat cannot upsert one record twice in one call, and which of the two should
+      win is undefined ("duplicate"). On company-owned models (end users, licenses,
+      conversations) `externalId` is unique per company only, so there two items are
+      duplicates by `externalId` only if they also name the same `companyId`.
+
+    A required field missing from *some* items (e.g. a company's `name`, an end user's
+    `companyId`) stays a per-item error in `createdErrors` (206), as the rest of the payload is
+    valid: the reference's "missing required key" is not specific enough to refuse more.
+    """
+    seen: dict[tuple[Any, ...], int] = {}
+    owned = model in COMPANY_OWNED
+    for index, item in enumerate(items):
+        if not isinstance(item, dict):
+            return (
+                f"Invalid payload: item {index} is {type(item).__name__}, not an object; "
+                "a bulk upsert takes an array of objects"
+            )
+        for key in _BULK_KEYS:
+            value = item.get(key)
+            if value is None or value == "" or not isinstance(value, (str, int)):
+                continue
+            scope = item.get("companyId") if owned and key == "externalId" else None
+            if not isinstance(scope, (str, int, type(None))):
+                scope = repr(scope)
+            first = seen.setdefault((key, value, scope), index)
+            if first != index:
+                return (
+                    f"Invalid payload: duplicate {key} {value!r} in items {first} and {index}; "
+                    "each record may appear only once in a bulk upsert"
+                )
+    return None
 
 
 def _int_param(request: Request, name: str, default: int) -> int:
@@ -358,6 +406,9 @@ class PlanhatSandbox:
                 return _message(
                     400, f"a bulk upsert takes at most {MAX_BULK} items, got {len(items)}"
                 )
+            invalid = bad_bulk_payload(model, items)
+            if invalid is not None:
+                return _message(400, invalid)  # nothing of the payload is written
             result = store.bulk_upsert(model, items)
             partial = result["createdErrors"] or result["updatedErrors"]
             return _json(result, 206 if partial else 200)

@@ -14,6 +14,7 @@ import pytest
 
 from clients import (
     AuthError,
+    NotFoundError,
     PipedriveClient,
     PlanhatClient,
     RateLimitedError,
@@ -183,7 +184,27 @@ def test_a_spent_daily_budget_stops_at_once(sb: Sandbox) -> None:
         with pytest.raises(RateLimitedError, match="daily API budget is spent") as caught:
             list(pd.iter_deals())
     assert caught.value.daily_budget_spent
+    assert "x-daily-ratelimit-token-remaining: 0" in str(caught.value)
     assert sb.pipedrive.counters.get("GET /api/v2/deals") == 1
+
+
+def test_the_daily_budget_is_spent_in_tokens_and_stops_writes_too(sb: Sandbox) -> None:
+    """The sandbox charges each endpoint's token cost; the client reads the budget headers and
+    stops, without retrying, on the first request after the budget ran out (a write too)."""
+    # users/me 2 + a v2 list page 10 + a deal (v2 get 1) = 13: the next request is refused
+    sb.pipedrive.ratelimit.configure(daily_budget=13)
+    sb.pipedrive.ratelimit.reset()
+    with pipedrive_of(sb, retry=FAST_RETRY) as pd:
+        pd.check_connection()
+        first = next(pd.iter_deals())
+        pd.get_deal(first["id"])
+        assert sb.pipedrive.ratelimit.spent(str(sb.pipedrive_seed.company["id"])) == 13
+        with pytest.raises(RateLimitedError) as caught:
+            pd.create_note({"content": "<p>over budget</p>", "deal_id": first["id"]})
+    assert caught.value.daily_budget_spent and caught.value.attempts == 1
+    assert "midnight" in str(caught.value)
+    assert sb.pipedrive.counters.get("POST /api/v1/notes 429") == 1
+    assert sb.pipedrive.counters.get("POST /api/v1/notes") == 1  # not retried
 
 
 # -- Pipedrive: transient faults ------------------------------------------------------------------
@@ -278,6 +299,30 @@ def test_planhat_bulk_upsert_created_then_unchanged_then_partial(sb: Sandbox) ->
     assert (partial.items[0].status, partial.items[0].id) == ("updated", ids[0])
     assert partial.items[2].status == "unchanged"
     assert sb.planhat.counters.get("PUT /companies 206") == 1
+
+
+def test_planhat_chunk_refused_as_a_whole_fails_its_items_with_planhats_message(
+    sb: Sandbox,
+) -> None:
+    """The sandbox answers 400 to a chunk that names one record twice; the client reports each
+    item of that chunk failed with Planhat's message, and the other chunks still go."""
+    items = [
+        {"sourceId": "whole-0", "name": "Whole 0"},
+        {"sourceId": "whole-1", "name": "Whole 1"},
+        {"sourceId": "whole-dup", "name": "Dup A"},  # second chunk: sourceId twice
+        {"sourceId": "whole-dup", "name": "Dup B"},
+        {"sourceId": "whole-4", "name": "Whole 4"},
+    ]
+    with planhat_of(sb, retry=FAST_RETRY) as ph:
+        result = ph.bulk_upsert("companies", items, chunk_size=2)
+        with pytest.raises(NotFoundError):
+            ph.get("companies", srcid("whole-dup"))  # nothing of the refused chunk was written
+    assert result.requests == 3 and not result.ok
+    assert [o.status for o in result.items] == ["created", "created", "failed", "failed", "created"]
+    for outcome in result.items[2:4]:
+        assert outcome.error and "duplicate sourceId 'whole-dup'" in outcome.error
+        assert "HTTP 400" in outcome.error
+    assert sb.planhat.counters.get("PUT /companies 400") == 1  # a 400 is not retried
 
 
 def test_planhat_bulk_chunks_5001_items_in_two_requests(sb: Sandbox) -> None:

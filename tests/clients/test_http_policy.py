@@ -131,27 +131,73 @@ def test_retry_after_as_an_http_date_is_honoured(
     assert 3.0 <= fake_time.slept <= 5.5
 
 
+def budget_spent(**headers: str) -> httpx.Response:
+    return pd_error(
+        429,
+        "Daily API token budget exceeded",
+        errorCode=429,
+        headers={"x-ratelimit-remaining": "17", "x-ratelimit-reset": "2", **headers},
+    )
+
+
 def test_daily_budget_spent_stops_at_once_with_a_clear_error(
     make_pipedrive: MakePipedrive, pd_router: respx.Router, fake_time: FakeTime
 ) -> None:
     route = pd_router.get("/api/v2/deals").mock(
-        return_value=pd_error(
-            429,
-            "Daily API request limit reached",
-            errorCode=429,
-            headers={
-                "x-daily-requests-left": "0",
-                "x-ratelimit-remaining": "0",
-                "x-ratelimit-reset": "0",
-            },
+        return_value=budget_spent(
+            **{
+                "x-daily-ratelimit-token-limit": "300000",
+                "x-daily-ratelimit-token-remaining": "0",
+                "x-daily-requests-left": "9876",
+            }
         )
     )
     with pytest.raises(RateLimitedError) as caught:
         list(make_pipedrive().iter_deals())
-    assert route.call_count == 1 and fake_time.sleeps == []
-    assert caught.value.daily_budget_spent
+    assert route.call_count == 1 and fake_time.sleeps == []  # not retried
+    assert caught.value.daily_budget_spent and caught.value.status == 429
     message = str(caught.value)
     assert "daily API budget is spent" in message and "midnight" in message
+    assert "x-daily-ratelimit-token-remaining: 0" in message
+
+
+@pytest.mark.parametrize("method", ["POST", "PUT"])
+def test_a_spent_post_put_allowance_stops_a_write_at_once(
+    make_pipedrive: MakePipedrive, pd_router: respx.Router, fake_time: FakeTime, method: str
+) -> None:
+    spent = budget_spent(**{"x-daily-requests-left": "0"})
+    if method == "POST":
+        route = pd_router.post("/api/v1/notes").mock(return_value=spent)
+        call = lambda client: client.create_note({"content": "x", "deal_id": 1})  # noqa: E731
+    else:
+        route = pd_router.put("/api/v1/notes/5").mock(return_value=spent)
+        call = lambda client: client.update_note(5, {"content": "x"})  # noqa: E731
+    with pytest.raises(RateLimitedError) as caught:
+        call(make_pipedrive())
+    assert route.call_count == 1 and fake_time.sleeps == []
+    assert caught.value.daily_budget_spent
+    assert "x-daily-requests-left: 0" in str(caught.value)
+
+
+def test_a_spent_post_put_allowance_does_not_stop_a_read(
+    make_pipedrive: MakePipedrive, pd_router: respx.Router, fake_time: FakeTime
+) -> None:
+    """`x-daily-requests-left` counts POST/PUT requests only: a GET's 429 is a burst 429."""
+    route = pd_router.get("/api/v2/deals/1").mock(
+        side_effect=[
+            over_limit(
+                **{
+                    "x-ratelimit-remaining": "0",
+                    "x-ratelimit-reset": "2",
+                    "x-daily-requests-left": "0",
+                    "x-daily-ratelimit-token-remaining": "120000",
+                }
+            ),
+            OK_DEAL,
+        ]
+    )
+    assert make_pipedrive().get_deal(1) == {"id": 1}
+    assert route.call_count == 2 and fake_time.slept == pytest.approx(2.0)
 
 
 def test_a_create_is_retried_after_a_429(

@@ -18,8 +18,8 @@ from fastapi import FastAPI, Request, Response
 from mappings.settings import Settings, load_settings
 
 REPO = Path(__file__).resolve().parents[2]
-# shared/ lies beside the repository (as in CI): ../shared/reference
-FIXTURES = REPO.parent / "shared" / "reference" / "fixtures"
+# copies of Pipedrive's description and real deliveries: tests/reference/README.md
+FIXTURES = REPO / "tests" / "reference" / "fixtures"
 PASSWORD_ENV = "PDSYNC_TEST_RECEIVER_PASSWORD"
 USERNAME = "pdsync"
 PASSWORD = "r3ceiver-Pa55word-for-tests"  # never to appear in a log line or an answer

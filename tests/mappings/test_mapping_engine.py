@@ -29,7 +29,7 @@ from mappings.engine import (
 from mappings.resolve import Account, Mappings, compile_mappings
 from mappings.settings import load_settings
 
-FIXTURES = Path("/work/shared/reference/fixtures")
+FIXTURES = Path(__file__).resolve().parents[1] / "reference" / "fixtures"
 TIER = "9f1c2e7d40aa51b36c8e0d2f4b7a19c3e5d60b21"
 FEE = "5b0e8d1a27c94f36a1e2d7c80b59f4a3d6e1c702"
 SINCE = "c0ffee00c0ffee00c0ffee00c0ffee00c0ffee00"
@@ -318,7 +318,7 @@ def test_only_won_deals_of_selected_pipelines_are_selected(mappings: Mappings) -
     assert [i.message for i in skipped] == [
         "deal 2 is open, not won",
         "deal 3 is in pipeline 'Renewals', which is not selected",
-        "deal 4 is deleted",
+        "deal 4 is deleted in Pipedrive",
     ]
 
 

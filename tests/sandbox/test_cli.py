@@ -100,8 +100,62 @@ def test_fault_flags_reach_the_apis() -> None:
 
 
 @pytest.mark.parametrize(
+    ("flags", "burst", "budget"),
+    [
+        ([], 40, 600_000),  # growth, 10 seats
+        (["--plan", "lite", "--seats", "2"], 20, 60_000),
+        (["--plan", "ultimate", "--burst", "7", "--daily-budget", "500"], 7, 500),
+        (["--burst", "3", "--daily-budget", "1000000"], 3, 1_000_000),  # the flags of old
+    ],
+)
+def test_limit_flags_derive_or_override_pipedrives_limits(
+    flags: list[str], burst: int, budget: int
+) -> None:
+    from sandbox.__main__ import build_parser, pipedrive_limits
+
+    assert pipedrive_limits(build_parser().parse_args(flags)) == (burst, budget)
+
+
+def test_the_served_limits_follow_the_plan_flags() -> None:
+    proc, info = _start("--plan", "lite", "--seats", "2", "--search-burst", "4")
+    try:
+        assert info["pipedrive_limits"] == {
+            "plan": "lite",
+            "seats": 2,
+            "burst": 20,
+            "search_burst": 4,
+            "daily_budget": 60_000,
+        }
+        url = info["pipedrive_url"]
+        me = httpx.get(
+            f"{url}/api/v1/users/me", headers={"x-api-token": info["pipedrive_token"]}, timeout=10
+        )
+        assert me.headers["x-ratelimit-limit"] == "20"
+        assert me.headers["x-daily-ratelimit-token-limit"] == "60000"
+        assert me.headers["x-daily-ratelimit-token-remaining"] == "59998"
+        settings = httpx.get(f"{url}/_sandbox/ratelimit", timeout=10).json()
+        assert (settings["plan"], settings["seats"], settings["search_burst"]) == ("lite", 2, 4)
+    finally:
+        proc.terminate()
+        proc.wait(timeout=15)
+
+
+def test_help_documents_the_limit_flags() -> None:
+    from sandbox.__main__ import build_parser
+
+    text = " ".join(build_parser().format_help().split())
+    for flag in ("--burst", "--daily-budget", "--plan", "--seats", "--search-burst"):
+        assert flag in text
+    assert "rolling 2 s window" in text and "daily token budget" in text
+    assert "x-daily-ratelimit-token-remaining" in text and "per company" in text
+
+
+@pytest.mark.parametrize(
     ("flags", "message"),
     [
+        (["--plan", "gold"], "invalid choice: 'gold'"),
+        (["--seats", "0"], "not a positive integer"),
+        (["--daily-budget", "-1"], "is negative"),
         (["--dataset", "huge"], "invalid choice: 'huge'"),
         (["--p-500", "2"], "not a probability"),
         (["--p-500", "0.7", "--p-503", "0.7"], "add up to"),

@@ -527,14 +527,63 @@ def test_burst_limit_answers_429_with_headers(
 
 def test_daily_budget_exhaustion(big: tuple[PipedriveSandbox, httpx.Client]) -> None:
     sandbox, api = big
-    sandbox.ratelimit.configure(daily_budget=2)
+    sandbox.ratelimit.configure(daily_budget=10)
     sandbox.ratelimit.reset()
     try:
-        statuses = [api.get("/api/v2/stages").status_code for _ in range(3)]
-        assert statuses == [200, 200, 429]
+        answers = [api.get("/api/v2/stages") for _ in range(3)]  # 5 tokens each
+        assert [a.status_code for a in answers] == [200, 200, 429]
+        assert [a.headers["x-daily-ratelimit-token-remaining"] for a in answers] == ["5", "0", "0"]
+        assert answers[-1].json()["success"] is False
     finally:
         sandbox.ratelimit.configure(daily_budget=1_000_000)
         sandbox.ratelimit.reset()
+
+
+def test_all_tokens_of_the_company_share_its_daily_budget() -> None:
+    seed = minimal_seed(3)
+    sandbox = PipedriveSandbox(seed, [TOKEN, OTHER_TOKEN], daily_budget=25)
+    try:
+        with ServedApp(sandbox.asgi) as served, httpx.Client(base_url=served.url) as http:
+            first = http.get("/api/v2/deals", headers={"x-api-token": TOKEN})
+            second = http.get("/api/v2/deals", headers={"x-api-token": OTHER_TOKEN})
+            assert first.headers["x-daily-ratelimit-token-remaining"] == "15"
+            assert second.headers["x-daily-ratelimit-token-remaining"] == "5"
+            # a token the company does not know is refused by the gateway, free of charge
+            stranger = http.get("/api/v2/deals", headers={"x-api-token": "e" * 40})
+            assert stranger.status_code == 401 and "x-ratelimit-limit" not in stranger.headers
+            me = http.get("/v1/users/me", params={"api_token": TOKEN})
+            assert me.headers["x-daily-ratelimit-token-remaining"] == "3"
+            last = http.get("/api/v2/deals", headers={"x-api-token": OTHER_TOKEN})
+            assert last.status_code == 200  # served while anything is left
+            spent = http.get("/api/v2/deals", headers={"x-api-token": TOKEN})
+            assert spent.status_code == 429
+            assert spent.headers["x-daily-ratelimit-token-remaining"] == "0"
+            settings = http.get("/_sandbox/ratelimit").json()
+            assert settings["daily_budget"] == 25
+            assert list(settings["tokens_spent"].values()) == [32]
+    finally:
+        sandbox.close()
+
+
+def test_admin_sets_the_plan_and_seats(sandbox: tuple[PipedriveSandbox, str]) -> None:
+    url = sandbox[1]
+    saved = httpx.get(f"{url}/_sandbox/ratelimit").json()
+    try:
+        lite = httpx.put(f"{url}/_sandbox/ratelimit", json={"plan": "lite", "seats": 3}).json()
+        assert (lite["burst"], lite["daily_budget"], lite["plan"], lite["seats"]) == (
+            20,
+            90_000,
+            "lite",
+            3,
+        )
+        bad = httpx.put(f"{url}/_sandbox/ratelimit", json={"plan": "gold"})
+        assert bad.status_code == 400 and "plan" in bad.json()["error"]
+        assert httpx.put(f"{url}/_sandbox/ratelimit", json={"seats": 0}).status_code == 400
+        assert httpx.put(f"{url}/_sandbox/ratelimit", json={"tier": 1}).status_code == 400
+    finally:
+        restored = httpx.put(f"{url}/_sandbox/ratelimit", json=saved).json()
+        assert restored["burst"] == saved["burst"]
+        assert restored["daily_budget"] == saved["daily_budget"]
 
 
 def test_injected_faults_look_like_pipedrive_errors(

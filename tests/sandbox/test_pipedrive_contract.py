@@ -3,7 +3,7 @@ description says, success AND error answers (openapi-core; v2 endpoints against
 openapi-v2.yaml, v1 against openapi-v1.yaml).
 
 The description omits `nullable` on some fields that real records do carry as null (see the
-real deliveries in `../shared/reference/fixtures/`), and contradicts itself once. Those
+real deliveries in `tests/reference/fixtures/`), and contradicts itself once. Those
 places, and only those, are relaxed in memory (the files stay untouched), all listed in
 `RELAXED` below with their reason. Everywhere else the description wins.
 
@@ -34,11 +34,12 @@ from openapi_schema_validator import OAS30ReadValidator, oas30_format_checker
 
 from sandbox.data import generate
 from sandbox.pipedrive.app import PipedriveSandbox
+from sandbox.ratelimit import PIPEDRIVE_TOKEN_COSTS
 from sandbox.server import ServedApp
 
 # Pipedrive's official descriptions (kept beside the project, not in it); overridable.
-# shared/ lies beside the repository (as in CI): ../shared/reference
-REFERENCE = Path(__file__).resolve().parents[3] / "shared" / "reference"
+# copies of Pipedrive's description and real deliveries: tests/reference/README.md
+REFERENCE = Path(__file__).resolve().parents[1] / "reference"
 SPECS = Path(os.environ.get("PIPEDRIVE_OPENAPI_DIR", str(REFERENCE / "pipedrive-openapi")))
 TOKEN = "c0ffee00c0ffee00c0ffee00c0ffee00c0ffee00"
 HOST = "https://api.pipedrive.com"
@@ -48,7 +49,7 @@ _PERSON = r"/persons(/\{id\})?"
 _ORG = r"/organizations(/\{id\})?"
 _NOTE = r"/notes(/\{id\})?"
 _LISTS = r"/(deals|persons|organizations|pipelines|stages)"
-_V1_FIELDS = r"/(dealFields|personFields|organizationFields)"
+_V1_FIELDS = r"/(activity|deal|lead|note|organization|person|product)Fields"
 _FIXTURE = "fixtures/webhook-v1-updated-deal.json"
 
 # THE relaxations: (spec, path regex, field path, kind) -> reason. Field paths start at the
@@ -235,6 +236,16 @@ def check_answer(
         return f"{type(exc).__name__}: " + (
             "; ".join(f"{e.json_path}: {e.message}" for e in inner) if inner else str(detail)
         )
+
+
+def _v1_field_lists() -> tuple[str, ...]:
+    with open(SPECS / "openapi-v1.yaml", encoding="utf-8") as handle:
+        paths = re.findall(r"^  /(\w+Fields):\s*$", handle.read(), flags=re.MULTILINE)
+    return tuple(sorted(paths))
+
+
+#: Every `*Fields` list of Pipedrive's current v1 description (noteFields, leadFields, ...).
+V1_FIELD_LISTS = _v1_field_lists()
 
 
 # -- the served sandbox ------------------------------------------------------------------------
@@ -530,11 +541,21 @@ def test_every_endpoint_answers_as_the_description_says(
     call("DELETE", "/api/v1/webhooks/{id}", 404, id=hook["data"]["id"])
     call("DELETE", "/api/v1/webhooks/{id}", 401, auth=False, id=1)
 
-    # v1 field lists
-    for name in ("dealFields", "personFields", "organizationFields"):
-        call("GET", f"/api/v1/{name}", 200)
-        call("GET", f"/api/v1/{name}", 200, query={"start": 2, "limit": 3})
+    # v1 field lists: every `*Fields` list of the v1 description (test_every_v1_fields_list_...)
+    for name in V1_FIELD_LISTS:
+        listed = call("GET", f"/api/v1/{name}", 200)
+        assert listed["data"], f"{name}: no fields"
+        assert listed["additional_data"]["pagination"]["start"] == 0
+        page = call("GET", f"/api/v1/{name}", 200, query={"start": 2, "limit": 3})
+        assert [f["key"] for f in page["data"]] == [f["key"] for f in listed["data"][2:5]]
+        assert page["additional_data"]["pagination"]["more_items_in_collection"] == (
+            len(listed["data"]) > 5
+        )
+        call("GET", f"/v1/{name}", 200)
+        call("GET", f"/api/v1/{name}", 200, auth=False, query={"api_token": TOKEN})
         call("GET", f"/api/v1/{name}", 400, query={"start": -1})
+        call("GET", f"/api/v1/{name}", 401, auth=False)
+        call("GET", f"/api/v1/{name}", 401, auth=False, query={"api_token": "0" * 40})
 
     # rate limited: 429 with Pipedrive's error envelope
     sandbox.ratelimit.configure(burst=1, window_s=30)
@@ -561,3 +582,46 @@ def test_every_endpoint_answers_as_the_description_says(
     assert not problems, f"{len(problems)} answers differ from the description:\n" + "\n".join(
         problems
     )
+
+
+def test_every_v1_fields_list_of_the_description_is_served() -> None:
+    assert {"noteFields", "leadFields", "activityFields", "productFields"} <= set(V1_FIELD_LISTS)
+    seed, _ = generate("small")
+    sandbox = PipedriveSandbox(seed, [TOKEN])
+    served = {path for method, path, _ in sandbox.api.routes() if method == "GET"}
+    sandbox.close()
+    missing = [name for name in V1_FIELD_LISTS if f"/api/v1/{name}" not in served]
+    assert not missing, f"v1 *Fields lists the sandbox does not serve: {missing}"
+
+
+def test_token_costs_are_the_descriptions_x_token_cost(
+    pipedrive_specs: dict[str, Spec],
+) -> None:
+    """Every endpoint the sandbox serves, and every entry of the cost table, costs what the
+    description's `x-token-cost` says."""
+    seed, _ = generate("small")
+    sandbox = PipedriveSandbox(seed, [TOKEN])
+    sandbox.close()
+    costs = sandbox.ratelimit.costs
+
+    def spec_cost(method: str, path: str) -> tuple[int | None, str]:
+        if path.startswith("/api/v2/"):
+            spec, spec_path = pipedrive_specs["v2"], path[len("/api/v2") :]
+        else:
+            spec, spec_path = pipedrive_specs["v1"], path.removeprefix("/api")[len("/v1") :]
+        operation = spec.raw["paths"].get(spec_path, {}).get(method.lower())
+        return (None if operation is None else operation.get("x-token-cost")), spec.name
+
+    wrong = []
+    checked = 0
+    entries = {(m, p) for m, p, _ in sandbox.api.routes()} | set(PIPEDRIVE_TOKEN_COSTS)
+    for method, path in sorted(entries):
+        expected, spec = spec_cost(method, path)
+        if expected is None:
+            continue  # e.g. v1 endpoints the current description dropped
+        checked += 1
+        concrete = re.sub(r"\{[^}]+\}", "123", path)
+        if costs(method, concrete) != expected:
+            wrong.append(f"{method} {path}: {costs(method, concrete)}, {spec} says {expected}")
+    assert checked > 50
+    assert not wrong, "token costs differ from the description:\n" + "\n".join(wrong)

@@ -31,8 +31,8 @@ from sandbox.server import ServedApp
 TOKEN = "0a1b2c3d4e5f60718293a4b5c6d7e8f901234567"
 SCALE = 0.01
 # The two real deliveries (kept beside the project, not in it); overridable.
-# shared/ lies beside the repository (as in CI): ../shared/reference
-REFERENCE = Path(__file__).resolve().parents[3] / "shared" / "reference"
+# copies of Pipedrive's description and real deliveries: tests/reference/README.md
+REFERENCE = Path(__file__).resolve().parents[1] / "reference"
 FIXTURES = Path(os.environ.get("PIPEDRIVE_FIXTURES_DIR", str(REFERENCE / "fixtures")))
 
 

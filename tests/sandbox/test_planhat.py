@@ -222,6 +222,54 @@ def test_more_than_5000_items_or_a_non_array_body_is_400(client: httpx.Client) -
                 if c["name"] == "x0"]  # fmt: skip
 
 
+@pytest.mark.parametrize("bad", ["a string", 42, None, ["nested"]])
+def test_a_payload_with_an_item_that_is_not_an_object_is_400_as_a_whole(
+    client: httpx.Client, bad: Any
+) -> None:
+    good = {"name": "Kept Out", "sourceId": uid("org")}
+    response = client.put("/companies", json=[good, bad])
+    assert response.status_code == 400
+    assert "item 1" in response.json()["message"] and "object" in response.json()["message"]
+    assert client.get(f"/companies/srcid-{good['sourceId']}").status_code == 404  # none written
+
+
+@pytest.mark.parametrize("key", ["sourceId", "externalId"])
+def test_a_payload_naming_one_record_twice_is_400_as_a_whole(
+    client: httpx.Client, key: str
+) -> None:
+    value = uid("dup")
+    first = {"name": "First", key: value}
+    other = {"name": "Other", "sourceId": uid("org")}
+    response = client.put("/companies", json=[first, other, {"name": "Second", key: value}])
+    assert response.status_code == 400
+    message = response.json()["message"]
+    assert "duplicate" in message and key in message and "items 0 and 2" in message
+    assert client.get(f"/companies/srcid-{other['sourceId']}").status_code == 404
+    # the same keys in separate calls are an ordinary create, then an update
+    assert upsert(client, "companies", [first])["created"] == 1
+    assert upsert(client, "companies", [{**first, "name": "Second"}])["updated"] == 1
+
+
+def test_company_owned_keys_are_duplicates_only_within_one_company(client: httpx.Client) -> None:
+    one, two = company(client), company(client)
+    ext = uid("person")
+    apart = [
+        {"companyId": one["_id"], "externalId": ext, "email": f"{ext}@one.example"},
+        {"companyId": two["_id"], "externalId": ext, "email": f"{ext}@two.example"},
+    ]
+    assert upsert(client, "endusers", apart)["created"] == 2
+    twice = [apart[0], {**apart[0], "email": f"{ext}@again.example"}]
+    response = client.put("/endusers", json=twice)
+    assert response.status_code == 400 and "duplicate externalId" in response.json()["message"]
+
+
+def test_a_missing_required_field_stays_a_per_item_error(client: httpx.Client) -> None:
+    named = {"name": "Has Name", "sourceId": uid("org")}
+    nameless = {"sourceId": uid("org")}
+    body = upsert(client, "companies", [named, nameless], status=206)
+    assert body["created"] == 1 and len(body["createdErrors"]) == 1
+
+
 def test_5000_item_bulk_upsert_is_fast(client: httpx.Client) -> None:
     prefix = uid("bulk")
     items = [{"sourceId": f"{prefix}-{i}", "name": f"Bulk {i}", "custom": {"n": i}}
