@@ -13,6 +13,12 @@
   the record), and an id derived from the inbox key (`uuid5(EVENT_NAMESPACE, key)`): every
   redelivery of one Pipedrive event gives the same Prefect event id, which Prefect
   de-duplicates, so a redelivery starts no second run.
+* **Only known names and Pipedrive ids get through.** `meta.action` and `meta.entity` (v2),
+  `meta.action`, `meta.object` and `event` (v1) must be names Pipedrive sends (reference §4.1,
+  §4.3, §4.4); record ids must be Pipedrive ids (whole numbers from 1 to 2**31-1; a lead's id is
+  a UUID); the event id (v2 `meta.id`) and v1's `timestamp_micro` must be plain tokens. A body
+  that breaks any of these is refused with the field named and never its value, so no text of
+  a body reaches a log line, an inbox key or a Prefect event name.
 * **Posting** is a plain synchronous `POST {api}/events` (a JSON list of one event; Prefect
   answers 204), bounded by a short timeout so that Pipedrive, which gives up after 10 s, is
   answered in time even when Prefect is down.
@@ -22,6 +28,7 @@ from __future__ import annotations
 
 import base64
 import logging
+import re
 import uuid
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -53,15 +60,45 @@ ACTIONS = {
 #: the objects that get a Prefect event (the others are stored for the incremental sync).
 EVENT_OBJECTS = frozenset({"deal"})
 
+#: v2 `meta.action` values (reference §4.4; `*` is a subscription wildcard, never sent).
+V2_ACTIONS = frozenset({"create", "change", "delete"})
+#: v1 `meta.action` values and the first part of v1 `event` (reference §4.3).
+V1_ACTIONS = frozenset({"added", "updated", "deleted", "merged"})
+#: v2 `meta.entity` values: the spec's enum plus the objects the 2026 webhooks-v2 guide adds
+#: (reference §4.1).
+V2_ENTITIES = frozenset(
+    {"activity", "deal", "lead", "note", "organization", "person", "pipeline", "product",
+     "stage", "user", "deal_installment", "deal_product", "board", "phase", "project", "task"}
+)  # fmt: skip
+#: v1 `meta.object` values and the second part of v1 `event`: v1 adds `activityType` and has
+#: no `lead` (reference §4.1).
+V1_OBJECTS = frozenset(
+    {"activity", "activityType", "deal", "note", "organization", "person", "pipeline",
+     "product", "stage", "user"}
+)  # fmt: skip
+#: objects whose ids are UUIDs, not numbers (a lead's `id`, reference fixtures/).
+UUID_ID_OBJECTS = frozenset({"lead"})
+#: Pipedrive ids are positive 32-bit integers.
+MAX_PIPEDRIVE_ID = 2**31 - 1
+#: ids of the user, company and webhook in `meta` (ids too, checked like record ids).
+_META_IDS = ("company_id", "user_id", "webhook_id", "webhook_owner_id")
+_META_OBJECT_IDS = ("merged_to_id", "merged_from_id")
+
+_ID_TEXT = re.compile(r"[1-9][0-9]{0,9}")  # ASCII digits only ("٤٢".isdigit() is True)
+_UUID_TEXT = re.compile(r"[0-9A-Fa-f]{1,32}(?:-[0-9A-Fa-f]{1,32}){0,7}")
+_EVENT_ID_TEXT = re.compile(r"[A-Za-z0-9][A-Za-z0-9._:-]{0,99}")
+_CHANGE_SOURCE = re.compile(r"[a-z][a-z0-9_]{0,31}")
+_ID_RULE = f"a Pipedrive id: a whole number from 1 to {MAX_PIPEDRIVE_ID}"
+
 
 @dataclass(frozen=True, slots=True)
 class Delivery:
     """What the receiver needs of one delivery: never the record itself."""
 
     version: int  # 1 or 2
-    object: str  # "deal", "person", "organization", "note", "lead"...
-    action: str  # "create", "change", "delete" (others kept as sent)
-    entity_id: int | str | None  # the record's id (ints as ints; v2 sends strings)
+    object: str  # "deal", "person", "organization", "note", "lead"... (a known name)
+    action: str  # "create", "change", "delete"
+    entity_id: int | str | None  # the record's id (an int; a UUID string for a lead)
     change_source: str | None
     inbox_key: str
 
@@ -75,73 +112,151 @@ class Delivery:
         return f"{what} {self.action} (v{self.version})"
 
 
-def _as_id(value: Any) -> int | str | None:
-    """Pipedrive ids as ints (v2 meta sends "42"); other non-empty ids (lead UUIDs) as strings."""
-    if isinstance(value, bool) or value is None:
+def pipedrive_id(value: Any) -> int | None:
+    """`value` as a Pipedrive id (an int, or a string of ASCII digits as v2 `meta` sends it)
+    from 1 to 2**31-1; None for anything else (bools, floats, signs, spaces, 2**63, a
+    4,000-digit number...). Never raises: digit strings are length-checked before `int()`."""
+    if isinstance(value, bool):
         return None
     if isinstance(value, int):
-        return value if value > 0 else None
-    if isinstance(value, float) and value.is_integer() and value > 0:
-        return int(value)
-    if isinstance(value, str):
-        text = value.strip()
-        if text.isdigit() and int(text) > 0:
-            return int(text)
-        return text[:100] or None
-    return None
+        number = value
+    elif isinstance(value, str) and _ID_TEXT.fullmatch(value):
+        number = int(value)
+    else:
+        return None
+    return number if 1 <= number <= MAX_PIPEDRIVE_ID else None
 
 
-def _record_id(body: Mapping[str, Any], *names: str) -> Any:
+def _object_id(obj: str, value: Any) -> int | str | None:
+    """The id of a record of `obj` (a UUID string for leads, else a Pipedrive id) or None."""
+    if obj in UUID_ID_OBJECTS:
+        if isinstance(value, str) and len(value) <= 64 and _UUID_TEXT.fullmatch(value):
+            return value
+        return None
+    return pipedrive_id(value)
+
+
+def _rule_for(obj: str) -> str:
+    return "a lead id (a UUID)" if obj in UUID_ID_OBJECTS else _ID_RULE
+
+
+def _records(body: Mapping[str, Any], *names: str) -> list[tuple[str, Mapping[str, Any]]]:
+    """(field, record) of the records a body carries under `names` (v1 user events carry
+    arrays of records)."""
+    found = []
     for name in names:
         record = body.get(name)
-        if isinstance(record, list):  # v1 user events carry arrays
-            record = record[0] if record else None
-        if isinstance(record, Mapping) and record.get("id") is not None:
-            return record["id"]
-    return None
+        if isinstance(record, list):
+            found.extend(
+                (f"{name} #{i + 1}", item)
+                for i, item in enumerate(record)
+                if isinstance(item, Mapping)
+            )
+        elif isinstance(record, Mapping):
+            found.append((name, record))
+    return found
+
+
+def _refuse(reason: str) -> ValueError:
+    return ValueError(f"not a Pipedrive webhook payload: {reason}")
+
+
+def _known(
+    meta: Mapping[str, Any], field: str, known: frozenset[str], prefix: str = "meta."
+) -> str:
+    value = meta.get(field)
+    if not isinstance(value, str) or not value:
+        raise _refuse(f"no {prefix}{field}")
+    if value not in known:
+        raise _refuse(f"{prefix}{field} is not one of {', '.join(sorted(known))}")
+    return value
+
+
+def _check_ids(
+    meta: Mapping[str, Any], obj: str, records: list[tuple[str, Mapping[str, Any]]]
+) -> None:
+    """Every id a delivery carries must be a Pipedrive id (the field is named, not the value)."""
+    for field in _META_IDS:
+        value = meta.get(field)
+        if value is not None and pipedrive_id(value) is None:
+            raise _refuse(f"meta.{field} must be {_ID_RULE}")
+    users = meta.get("permitted_user_ids")
+    if users is not None:
+        if not isinstance(users, list) or any(pipedrive_id(u) is None for u in users):
+            raise _refuse(f"meta.permitted_user_ids must be a list of Pipedrive ids ({_ID_RULE})")
+    for field in _META_OBJECT_IDS:
+        value = meta.get(field)
+        if value is not None and _object_id(obj, value) is None:
+            raise _refuse(f"meta.{field} must be {_rule_for(obj)}")
+    for name, record in records:
+        value = record.get("id")
+        if value is not None and _object_id(obj, value) is None:
+            raise _refuse(f"{name}.id must be {_rule_for(obj)}")
 
 
 def parse_delivery(body: Any) -> Delivery:
     """The facts of a Pipedrive webhook body (v2.0 or v1.0).
 
-    Raises `ValueError` with the reason for anything else: no `meta` object, no event id,
-    no object or action, a deal without a deal id."""
+    Raises `ValueError` with the reason for anything else: no `meta` object, no event id, an
+    object or action Pipedrive does not send, an id that is not a Pipedrive id, a deal without
+    a deal id. The reason names the field, never its value (no text of the body is repeated)."""
     if not isinstance(body, Mapping):
         raise ValueError(f"the body must be a JSON object, got {type(body).__name__}")
-    key = _inbox_key(body)  # ValueError: neither v1 nor v2
-    meta = body["meta"]
-    v2 = key.startswith("pipedrive:v2:")
+    meta = body.get("meta")
+    if not isinstance(meta, Mapping):
+        raise _refuse("no `meta` object")
+    v2 = str(meta.get("version", "")).startswith("2")
+    if not v2 and meta.get("v") != 1 and body.get("v") != 1:
+        raise _refuse("no event id (meta.id) nor v1 meta fields")
     if v2:
-        obj = meta.get("entity") or meta.get("object")
-        raw_id = meta.get("entity_id")
-        if raw_id is None:
-            raw_id = _record_id(body, "data", "previous")
+        event = meta.get("id")
+        if not isinstance(event, str) or not event:
+            raise _refuse("no event id (meta.id)")
+        if not _EVENT_ID_TEXT.fullmatch(event):
+            raise _refuse(
+                "meta.id (the event id) must be 1-100 letters, digits and . _ : - (a UUID)"
+            )
+        action = _known(meta, "action", V2_ACTIONS)
+        field = "meta.entity" if "entity" in meta or "object" not in meta else "meta.object"
+        obj = _known(meta, field.removeprefix("meta."), V2_ENTITIES)
+        id_field, raw_id = "meta.entity_id", meta.get("entity_id")
+        records = _records(body, "data", "previous")
     else:
-        obj = meta.get("object")
-        raw_id = meta.get("id")
-        if raw_id is None:
-            raw_id = _record_id(body, "current", "previous")
-    if not isinstance(obj, str) or not obj.strip():
-        field = "meta.entity" if v2 else "meta.object"
-        raise ValueError(f"not a Pipedrive webhook payload: no object ({field})")
-    action = meta.get("action")
-    if not isinstance(action, str) or not action.strip():
-        raise ValueError("not a Pipedrive webhook payload: no meta.action")
-    obj = obj.strip().lower()[:32]
-    action = action.strip().lower()[:32]
+        action = _known(meta, "action", V1_ACTIONS)
+        obj = _known(meta, "object", V1_OBJECTS)
+        name = body.get("event")
+        if name is not None:
+            first, dot, second = name.partition(".") if isinstance(name, str) else ("", "", "")
+            if not (dot and first in V1_ACTIONS and second in V1_OBJECTS):
+                raise _refuse(
+                    "event must be '<action>.<object>' with an action among "
+                    f"{', '.join(sorted(V1_ACTIONS))} and a known object (like updated.deal)"
+                )
+        stamp_field = "timestamp_micro" if "timestamp_micro" in meta else "timestamp"
+        stamp = meta.get(stamp_field)
+        if isinstance(stamp, bool) or not isinstance(stamp, int) or not 0 < stamp < 2**63:
+            raise _refuse(f"meta.{stamp_field} must be a positive whole number (epoch)")
+        id_field, raw_id = "meta.id", meta.get("id")
+        records = _records(body, "current", "previous")
+    _check_ids(meta, obj, records)
+    if raw_id is None:
+        raw_id = next((r["id"] for _, r in records if r.get("id") is not None), None)
+    entity_id = _object_id(obj, raw_id) if raw_id is not None else None
+    if raw_id is not None and entity_id is None:
+        raise _refuse(f"{id_field} must be {_rule_for(obj)}")
+    if obj == "deal" and entity_id is None:
+        raise _refuse(f"a deal notification without a deal id ({id_field})")
+    source = meta.get("change_source")
     delivery = Delivery(
         version=2 if v2 else 1,
         object=obj,
-        action=ACTIONS.get(action, action),
-        entity_id=_as_id(raw_id),
-        change_source=str(meta["change_source"])[:32] if meta.get("change_source") else None,
-        inbox_key=key,
+        action=ACTIONS[action],
+        entity_id=entity_id,
+        change_source=source
+        if isinstance(source, str) and _CHANGE_SOURCE.fullmatch(source)
+        else None,
+        inbox_key=_inbox_key(body),
     )
-    if delivery.object == "deal" and delivery.deal_id is None:
-        raise ValueError(
-            f"a deal notification without a deal id (found {raw_id!r} in "
-            f"{'meta.entity_id' if v2 else 'meta.id'})"
-        )
     return delivery
 
 

@@ -11,9 +11,11 @@ address the connect flow registers with Pipedrive) takes Pipedrive webhook bodie
 1. **Basic auth**, compared in constant time: none → 401 (`WWW-Authenticate: Basic`), wrong →
    403. The password is never logged nor echoed.
 2. **The body**: at most 1 MiB (413, by `Content-Length` and by the bytes actually read), a
-   JSON content type (415), valid JSON (400 with the reason), a Pipedrive delivery: a `meta`
-   object, v1 or v2, with an event id, an object and an action (400 with the reason). None of
-   these rejections stores anything.
+   JSON content type (415), valid JSON nested at most `MAX_JSON_DEPTH` levels (400 with the
+   reason), a Pipedrive delivery: a `meta` object, v1 or v2, with an event id, a known object
+   and action, and Pipedrive ids (`deployments.events.parse_delivery`; 400 naming the field).
+   None of these rejections stores anything or starts anything, and no reason or log line
+   repeats any text of the body.
 3. **Stored** in the state store's inbox, de-duplicated on Pipedrive's event id
    (`store.inbox_key`), committed *before* the answer (a store that cannot be written → 503, and
    Pipedrive retries).
@@ -42,6 +44,7 @@ import base64
 import binascii
 import json
 import logging
+import re
 import secrets
 import threading
 from collections.abc import AsyncIterator, Iterable
@@ -71,6 +74,7 @@ __all__ = [
     "BACKLOG_KEY",
     "HEALTH_PATH",
     "MAX_BODY_BYTES",
+    "MAX_JSON_DEPTH",
     "WEBHOOK_PATH",
     "create_receiver_app",
     "drain_inbox",
@@ -83,6 +87,8 @@ log = logging.getLogger(__name__)
 WEBHOOK_PATH = "/webhooks/pipedrive"
 HEALTH_PATH = "/healthz"
 MAX_BODY_BYTES = 1024 * 1024
+#: the deepest nesting of objects and arrays a body may have (Pipedrive's go 4 or 5 deep)
+MAX_JSON_DEPTH = 32
 #: past the limit, the rest of a body is read and dropped up to this size (so that the client
 #: gets its 413 instead of a reset connection), then the connection is let go
 DISCARD_LIMIT_BYTES = 8 * MAX_BODY_BYTES
@@ -90,6 +96,7 @@ BACKLOG_KEY = "receiver:unposted-events"
 BACKLOG_CAP = 5000
 REALM = "pdsync"
 
+_CONTENT_LENGTH = re.compile(r"[0-9]{1,18}")
 _STORE_ERRORS = (sa.exc.SQLAlchemyError, StoreUnavailableError, OSError)
 _backlog_lock = threading.RLock()
 _drain_lock = threading.Lock()
@@ -224,6 +231,33 @@ def _no_constants(name: str) -> Any:
     raise ValueError(f"{name} is not valid JSON")
 
 
+def _deeper_than(value: Any, limit: int) -> bool:
+    """True when `value` nests objects/arrays more than `limit` levels (no recursion)."""
+    stack = [(value, 1)]
+    while stack:
+        item, depth = stack.pop()
+        children = item.values() if isinstance(item, dict) else item
+        if depth > limit:
+            return True
+        stack.extend((c, depth + 1) for c in children if isinstance(c, dict | list))
+    return False
+
+
+def _parse_json(raw: bytes) -> Any:
+    """The JSON of `raw`; ValueError with a reason that quotes none of the text."""
+    try:
+        body = json.loads(raw, parse_constant=_no_constants)
+    except RecursionError:  # the parser's own limit (about 1,000 levels)
+        raise ValueError(f"invalid JSON: nested more than {MAX_JSON_DEPTH} levels deep") from None
+    except UnicodeDecodeError as exc:
+        raise ValueError(f"invalid JSON: not UTF-8 text ({exc.reason})") from None
+    except ValueError as exc:  # JSONDecodeError names line and column, never the text
+        raise ValueError(f"invalid JSON: {exc}") from None
+    if isinstance(body, dict | list) and _deeper_than(body, MAX_JSON_DEPTH):
+        raise ValueError(f"invalid JSON: nested more than {MAX_JSON_DEPTH} levels deep")
+    return body
+
+
 def _webhook_paths(settings: Settings) -> list[str]:
     paths = [WEBHOOK_PATH]
     public = settings.integration.connection.receiver.public_url
@@ -312,6 +346,9 @@ def create_receiver_app(
         try:
             new = inbox.inbox_add(key, body)
         except ValueError as exc:  # not storable as plain JSON
+            log.warning(
+                "webhook %s refused with 400: not a storable JSON document", delivery.describe()
+            )
             return _Outcome(400, {"detail": f"not a storable JSON document: {exc}"})
         except Exception as exc:  # the database is down: Pipedrive must retry later
             log.error(
@@ -374,8 +411,6 @@ def create_receiver_app(
             return checked
         body, delivery = checked
         outcome = await run_in_threadpool(accept, body, delivery)
-        if outcome.status == 400:
-            log.warning("webhook %s refused with 400: %s", delivery.describe(), outcome.body)
         if outcome.drain:
             background.add_task(drain_in_background)
         return JSONResponse(outcome.body, status_code=outcome.status, background=background)
@@ -383,21 +418,18 @@ def create_receiver_app(
     async def checked_body(request: Request) -> JSONResponse | tuple[dict[str, Any], Delivery]:
         length = request.headers.get("content-length")
         if length is not None:
-            if not length.strip().isdigit():
+            if not _CONTENT_LENGTH.fullmatch(length.strip()):  # ASCII digits only
                 return _problem(400, f"invalid Content-Length {length[:20]!r}")
             if int(length) > MAX_BODY_BYTES:
                 return _problem(413, f"the body is larger than {MAX_BODY_BYTES} bytes")
         if not _is_json(request.headers.get("content-type")):
-            shown = (request.headers.get("content-type") or "none")[:100]
+            shown = repr((request.headers.get("content-type") or "none")[:100])
             return _problem(415, f"the content type must be application/json, got {shown}")
         raw = await _read_body(request)
         if raw is None:
             return _problem(413, f"the body is larger than {MAX_BODY_BYTES} bytes")
         try:
-            body = json.loads(raw, parse_constant=_no_constants)
-        except (UnicodeDecodeError, ValueError) as exc:
-            return _problem(400, f"invalid JSON: {exc}")
-        try:
+            body = _parse_json(raw)
             delivery = parse_delivery(body)
         except ValueError as exc:
             return _problem(400, str(exc))

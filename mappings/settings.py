@@ -27,13 +27,21 @@ import os
 import re
 import types
 import typing
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Annotated, Any, Literal, Union
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError, field_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    TypeAdapter,
+    ValidationError,
+    ValidationInfo,
+    field_validator,
+)
 from pydantic_core import PydanticCustomError
 
 from mappings.errors import Location, Problem, SettingsError, suggest
@@ -66,6 +74,7 @@ __all__ = [
     "check_cron",
     "default_settings_dir",
     "load_settings",
+    "looks_like_secret",
     "parse_template",
     "pipedrive_token",
     "planhat_token",
@@ -101,37 +110,100 @@ class _Strict(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
 
-def _env_name(value: str | None) -> str | None:
+_HEX_TEXT = re.compile(r"[0-9A-Fa-f-]+")
+_ALNUM_RUN = re.compile(r"[A-Za-z0-9]{20,}")
+_SHOWABLE = re.compile(r"[A-Za-z0-9_.\- ]{1,64}")
+
+
+def looks_like_secret(value: object) -> bool:
+    """True for text that looks like a token or password rather than a name: the Pipedrive
+    token format (40 hex digits) or any 24+ hex digits (dashes allowed: UUIDs too), a run of
+    20+ letters and digits that switches between letters and digits 3+ times (base64 and random
+    keys), or a run of 32+ such characters with mixed case. Names (PIPEDRIVE_API_TOKEN,
+    pipedrive-api-token) never do."""
+    if not isinstance(value, str):
+        return False
+    text = value.strip()
+    if _HEX_TEXT.fullmatch(text) and len(text.replace("-", "")) >= 24:
+        return True
+    for run in _ALNUM_RUN.findall(text):
+        switches = sum(a.isdigit() != b.isdigit() for a, b in zip(run, run[1:], strict=False))
+        if switches >= 3:
+            return True
+        if len(run) >= 32 and not run.isupper() and not run.islower():
+            return True
+    return False
+
+
+def _found(value: Any) -> str:
+    """A wrong value as an error shows it: quoted when it is a short plain name, else only
+    described (so that a secret written in the wrong place is never repeated)."""
+    if isinstance(value, str):
+        if _SHOWABLE.fullmatch(value) and not looks_like_secret(value):
+            return repr(value)
+        return f"a value of {len(value)} characters (not shown)"
+    if isinstance(value, bool | int | float) or value is None:
+        return repr(value)
+    return f"a {'list' if isinstance(value, list) else 'mapping'}"
+
+
+#: what each name setting holds, for the message when the secret itself is written there
+_SECRET_OF = {
+    "token_env": ("token", "an environment variable", "PIPEDRIVE_API_TOKEN"),
+    "password_env": ("password", "an environment variable", "PDSYNC_WEBHOOK_PASSWORD"),
+    "secret_block": ("token", "a Prefect Secret block", "pipedrive-api-token"),
+    "password_secret_block": ("password", "a Prefect Secret block", "pdsync-webhook-password"),
+}
+
+
+def _secret_written(field: str, value: str) -> PydanticCustomError:
+    what, holder, example = _SECRET_OF.get(field, ("secret", "an environment variable", "X"))
+    return PydanticCustomError(
+        "secret_in_file",
+        "{field} must name {holder}; the value given ({length} characters, not shown) looks "
+        "like the {what} itself — a {what} must never be written in a settings file: put the "
+        "{what} in {holder} and name that {kind} here (like {example})",
+        {
+            "field": field,
+            "holder": holder,
+            "length": len(value),
+            "what": what,
+            "kind": "variable" if "variable" in holder else "block",
+            "example": example,
+        },
+    )
+
+
+def _env_name(value: str | None, field: str = "token_env") -> str | None:
     if value is None:
         return None
+    if isinstance(value, str) and (
+        looks_like_secret(value)
+        or (not _ENV_NAME.match(value) and len(value) >= 16 and not value.isupper())
+    ):
+        raise _secret_written(field, value)
     if not isinstance(value, str) or not _ENV_NAME.match(value):
-        if isinstance(value, str) and len(value) >= 16 and not value.isupper():
-            raise PydanticCustomError(
-                "secret_in_file",
-                "this must be the NAME of an environment variable (like PIPEDRIVE_API_TOKEN), but "
-                "it holds what looks like a token itself ({length} characters); a token must never "
-                "be written in a settings file: put it in the environment variable and name that",
-                {"length": len(value)},
-            )
         raise PydanticCustomError(
             "env_name",
-            "found {found!r}; an environment variable name is letters, digits and _ "
+            "found {found}; an environment variable name is letters, digits and _ "
             "(like PIPEDRIVE_API_TOKEN)",
-            {"found": value},
+            {"found": _found(value)},
         )
     return value
 
 
-def _block_name(value: str | None) -> str | None:
+def _block_name(value: str | None, field: str = "secret_block") -> str | None:
     if value is None:
         return None
+    if isinstance(value, str) and looks_like_secret(value):
+        raise _secret_written(field, value)
     if not isinstance(value, str) or not _BLOCK_NAME.match(value):
         raise PydanticCustomError(
             "block_name",
-            "found {found!r}; a Prefect Secret block name is lowercase letters, digits and - "
+            "found {found}; a Prefect Secret block name is lowercase letters, digits and - "
             "(like pipedrive-api-token)",
             {
-                "found": value
+                "found": _found(value)
                 if len(str(value)) < 16
                 else f"a value of {len(str(value))} characters"
             },
@@ -148,13 +220,13 @@ class _TokenSource(_Strict):
 
     @field_validator("token_env", mode="before")
     @classmethod
-    def _check_env(cls, value: Any) -> Any:
-        return _env_name(value)
+    def _check_env(cls, value: Any, info: ValidationInfo) -> Any:
+        return _env_name(value, info.field_name or "token_env")
 
     @field_validator("secret_block", mode="before")
     @classmethod
-    def _check_block(cls, value: Any) -> Any:
-        return _block_name(value)
+    def _check_block(cls, value: Any, info: ValidationInfo) -> Any:
+        return _block_name(value, info.field_name or "secret_block")
 
     def source(self) -> str:
         return f"${self.token_env}" if self.token_env else f"Prefect Secret '{self.secret_block}'"
@@ -175,13 +247,13 @@ class BasicAuth(_Strict):
 
     @field_validator("password_env", mode="before")
     @classmethod
-    def _check_env(cls, value: Any) -> Any:
-        return _env_name(value)
+    def _check_env(cls, value: Any, info: ValidationInfo) -> Any:
+        return _env_name(value, info.field_name or "password_env")
 
     @field_validator("password_secret_block", mode="before")
     @classmethod
-    def _check_block(cls, value: Any) -> Any:
-        return _block_name(value)
+    def _check_block(cls, value: Any, info: ValidationInfo) -> Any:
+        return _block_name(value, info.field_name or "password_secret_block")
 
 
 class Receiver(_Strict):
@@ -224,6 +296,8 @@ class Incremental(_Strict):
     cron: str = "*/15 * * * *"
     timezone: str = "UTC"
     overlap_seconds: int = Field(300, ge=0, le=86_400)
+    #: webhook notifications already handled are deleted after this many days (pending never)
+    inbox_retention_days: int = Field(7, ge=1, le=3650)
 
 
 class Store(_Strict):
@@ -456,7 +530,9 @@ def _problems_from(exc: ValidationError, doc: Document, model: type[BaseModel]) 
                 )
             )
         elif kind in ("secret_in_file",):
-            problems.append(Problem(doc.value_at(ptuple), f"{parent}: {error['msg']}"))
+            where = _where(ptuple[:-1]) if len(ptuple) > 1 else ""
+            text = f"{where}.{error['msg']}" if where else error["msg"]
+            problems.append(Problem(doc.value_at(ptuple), text))
         elif kind in ("env_name", "block_name", "value_error", "assertion_error"):
             msg = error["msg"].removeprefix("Value error, ").removeprefix("Assertion failed, ")
             problems.append(Problem(doc.value_at(ptuple), f"{parent}: {msg}"))
@@ -537,6 +613,50 @@ def _secret_scan(doc: Document) -> list[Problem]:
             )
         )
     return problems
+
+
+_SECRET_CANDIDATE = re.compile(r"[A-Za-z0-9_-]{20,}")
+#: the keys whose values may rightly be a 40-hex Pipedrive field key (which looks like a token)
+_FIELD_KEY_KEYS = frozenset({"pipedrive", "pipedrive_field"})
+
+
+def _field_keys(documents: Iterable[Document]) -> set[str]:
+    """The Pipedrive custom-field keys written where field keys belong and nowhere else (so
+    that messages may show them): a token written as a field key too is still hidden."""
+    keys: set[str] = set()
+    elsewhere: list[str] = []
+    for doc in documents:
+        for path, value in _walk(doc.data):
+            elsewhere.extend(k for k in path[-1:] if isinstance(k, str))
+            if not isinstance(value, str):
+                continue
+            base = value.partition(".")[0]
+            if path and path[-1] in _FIELD_KEY_KEYS and _KEY40.match(base):
+                keys.add(base)
+                elsewhere.append(value[len(base) :])
+            else:
+                elsewhere.append(value)
+    return {k for k in keys if not any(k in text for text in elsewhere)}
+
+
+def _hide_secrets(text: str, allowed: set[str] | frozenset[str] = frozenset()) -> str:
+    """`text` with whatever looks like a token or password replaced by its length."""
+
+    def hide(match: re.Match[str]) -> str:
+        found = match.group(0)
+        if found in allowed or not looks_like_secret(found):
+            return found
+        return f"[{len(found)} characters that look like a secret, not shown]"
+
+    return _SECRET_CANDIDATE.sub(hide, text)
+
+
+def _without_secrets(problems: Iterable[Problem], documents: Iterable[Document]) -> list[Problem]:
+    """The last guard of every loader error: no message repeats anything that looks like a
+    token or password (a token written where a pipeline, a field or a URL belongs), except the
+    Pipedrive field keys written as field keys."""
+    allowed = _field_keys(documents)
+    return [Problem(p.location, _hide_secrets(p.message, allowed)) for p in problems]
 
 
 _CRON_FIELDS = (
@@ -1034,7 +1154,7 @@ def load_settings(directory: Path | str | None = None) -> Settings:
         rules[obj] = tuple(specs)
 
     if problems or integration is None:
-        raise SettingsError(problems)
+        raise SettingsError(_without_secrets(problems, documents.values()))
     return Settings(
         directory=base,
         integration=integration,
@@ -1052,15 +1172,18 @@ def resolve_secret(env: str | None, block: str | None, what: str, location: Loca
     if env:
         value = os.environ.get(env, "")
         if not value.strip():
-            raise SettingsError(
-                [
-                    Problem(
-                        location,
-                        f"the environment variable {env} is not set; set it to the {what} "
-                        f"(e.g. export {env}=...) before running",
-                    )
-                ]
-            )
+            if looks_like_secret(env) or not _ENV_NAME.match(env):  # never repeat a secret
+                message = (
+                    f"the environment variable name given ({len(env)} characters, not shown) "
+                    f"is no variable name: it looks like the {what} itself; put the {what} in "
+                    "an environment variable and name that variable here"
+                )
+            else:
+                message = (
+                    f"the environment variable {env} is not set; set it to the {what} "
+                    f"(e.g. export {env}=...) before running"
+                )
+            raise SettingsError([Problem(location, message)])
         return value.strip()
     try:
         from prefect.blocks.system import Secret
@@ -1069,11 +1192,12 @@ def resolve_secret(env: str | None, block: str | None, what: str, location: Loca
     try:
         secret = Secret.load(block)  # type: ignore[arg-type]
     except Exception as exc:  # noqa: BLE001 - any failure means "not there"
+        shown = _hide_secrets(f"'{block}'")
         raise SettingsError(
             [
                 Problem(
                     location,
-                    f"the Prefect Secret block '{block}' could not be loaded "
+                    f"the Prefect Secret block {shown} could not be loaded "
                     f"({type(exc).__name__}); create it with the {what} (prefect block create "
                     "secret) or use token_env",
                 )

@@ -9,6 +9,7 @@ resource, deterministic id and small payload; Prefect down → stored, answered 
 
 from __future__ import annotations
 
+import json
 import logging
 import time
 import uuid
@@ -36,6 +37,7 @@ from receiver_support import (
 from deployments.events import EVENT_NAMESPACE
 from deployments.receiver import (
     MAX_BODY_BYTES,
+    MAX_JSON_DEPTH,
     WEBHOOK_PATH,
     create_receiver_app,
     drain_inbox,
@@ -232,6 +234,270 @@ def test_a_body_of_exactly_the_limit_is_read(client: TestClient, store: StateSto
     )
     assert answer.status_code == 200, answer.text
     assert store.inbox_counts()["pending"] == 1
+
+
+# -- hostile bodies: nesting, ids, names ------------------------------------------------------
+def _post_raw(client: TestClient, raw: bytes) -> httpx.Response:
+    return client.post(
+        WEBHOOK_PATH, content=raw, headers={**basic(), "content-type": "application/json"}
+    )
+
+
+def _nested(depth: int) -> Any:
+    """A valid v1 deal delivery whose custom field value is nested `depth` levels in all."""
+    body = v1_deal()
+    value: Any = "deep"
+    for _ in range(depth - 2):  # the body itself and `current` are two levels
+        value = [value]
+    body["current"]["9f1c2e7d40aa51b36c8e0d2f4b7a19c3e5d60b21"] = value
+    return body
+
+
+def _assert_nothing_happened(store: StateStore, fake: FakePrefect) -> None:
+    assert store.inbox_counts() == EMPTY_INBOX
+    assert unposted_events(store) == [] and fake.events == []
+
+
+DEEP_BODIES = {
+    "arrays-1000": b"[" * 1000 + b"]" * 1000,
+    "objects-1000-in-meta": b'{"v": 1, "meta": ' + b'{"a": ' * 1000 + b"1" + b"}" * 1001,
+    "arrays-200000": b"[" * 200_000 + b"]" * 200_000,
+    "just-past-the-limit": httpx.Request("POST", "/", json=_nested(MAX_JSON_DEPTH + 1)).content,
+}
+
+
+@pytest.mark.parametrize("case", list(DEEP_BODIES))
+def test_deeply_nested_json_is_a_400_without_a_traceback(
+    client: TestClient,
+    store: StateStore,
+    fake: FakePrefect,
+    caplog: pytest.LogCaptureFixture,
+    case: str,
+) -> None:
+    caplog.set_level(logging.DEBUG)
+    answer = _post_raw(client, DEEP_BODIES[case])  # a 500 would raise here (TestClient)
+    assert answer.status_code == 400, answer.text
+    assert answer.json() == {
+        "detail": f"invalid JSON: nested more than {MAX_JSON_DEPTH} levels deep"
+    }
+    _assert_nothing_happened(store, fake)
+    assert not [r for r in caplog.records if r.levelno >= logging.ERROR]
+    assert "Traceback" not in caplog.text and "RecursionError" not in caplog.text
+    assert _post_raw(client, DEEP_BODIES[case][:0] + b"{}").status_code == 400  # still serving
+
+
+def test_a_body_nested_exactly_to_the_limit_is_accepted(
+    client: TestClient, store: StateStore
+) -> None:
+    answer = deliver(client, _nested(MAX_JSON_DEPTH))
+    assert answer.status_code == 200, answer.text
+    assert store.inbox_counts()["pending"] == 1
+
+
+def test_deep_nesting_on_a_real_server_logs_no_error(
+    settings: Settings,
+    store: StateStore,
+    fake: FakePrefect,
+    api_url: str,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """Through uvicorn (which logs an unhandled exception at ERROR with its traceback)."""
+    caplog.set_level(logging.DEBUG)
+    app = create_receiver_app(settings, prefect_api_url=api_url, store=store)
+    with ServedApp(app) as served, httpx.Client(timeout=30) as http:
+        answer = http.post(
+            f"{served.url}{WEBHOOK_PATH}",
+            content=DEEP_BODIES["arrays-1000"],
+            headers={**basic(), "content-type": "application/json"},
+        )
+    assert answer.status_code == 400
+    assert "nested" in answer.json()["detail"]
+    _assert_nothing_happened(store, fake)
+    assert not [r for r in caplog.records if r.levelno >= logging.ERROR], caplog.text
+    assert "Traceback" not in caplog.text
+
+
+def _v1_with(**meta: Any) -> dict[str, Any]:
+    body = v1_deal()
+    body["meta"].update(meta)
+    return body
+
+
+def _v2_with(**meta: Any) -> dict[str, Any]:
+    body = v2_deal(42)
+    body["meta"].update(meta)
+    return body
+
+
+def _record_id(version: int, record: str, value: Any) -> dict[str, Any]:
+    body = v1_deal() if version == 1 else v2_deal(42)
+    body[record]["id"] = value
+    return body
+
+
+def _lead_with(entity_id: Any) -> dict[str, Any]:
+    body = fixture("webhook-v2-change-lead.json")
+    body["meta"]["entity_id"] = entity_id
+    return body
+
+
+FOUR_THOUSAND_DIGITS = int("9" * 4000)
+BAD_IDS = {
+    "v1-4000-digits": (_v1_with(id=FOUR_THOUSAND_DIGITS), "meta.id"),
+    "v1-2**63": (_v1_with(id=2**63), "meta.id"),
+    "v1-2**31": (_v1_with(id=2**31), "meta.id"),
+    "v1-zero": (_v1_with(id=0), "meta.id"),
+    "v1-negative": (_v1_with(id=-9), "meta.id"),
+    "v1-float": (_v1_with(id=9.0), "meta.id"),
+    "v1-bool": (_v1_with(id=True), "meta.id"),
+    "v2-4000-digit-text": (_v2_with(entity_id="9" * 4000), "meta.entity_id"),
+    "v2-5000-digit-text": (_v2_with(entity_id="9" * 5000), "meta.entity_id"),
+    "v2-2**63-text": (_v2_with(entity_id=str(2**63)), "meta.entity_id"),
+    "v2-arabic-digits": (_v2_with(entity_id="٤٢"), "meta.entity_id"),
+    "v2-spaces": (_v2_with(entity_id=" 42"), "meta.entity_id"),
+    "v2-sign": (_v2_with(entity_id="+42"), "meta.entity_id"),
+    "v2-newline": (_v2_with(entity_id="42\nINFO forged"), "meta.entity_id"),
+    "v1-current-id": (_record_id(1, "current", 2**63), "current.id"),
+    "v1-previous-id": (_record_id(1, "previous", FOUR_THOUSAND_DIGITS), "previous.id"),
+    "v2-data-id": (_record_id(2, "data", 2**63), "data.id"),
+    "v2-user-id": (_v2_with(user_id=str(2**63)), "meta.user_id"),
+    "v1-company-id": (_v1_with(company_id=FOUR_THOUSAND_DIGITS), "meta.company_id"),
+    "v2-webhook-id": (_v2_with(webhook_id="1\r\n2"), "meta.webhook_id"),
+    "v2-permitted-users": (_v2_with(permitted_user_ids=["1", str(2**63)]), "permitted_user_ids"),
+    "v2-merged-to": (_v2_with(merged_to_id=2**40), "meta.merged_to_id"),
+    "v2-lead-not-a-uuid": (_lead_with("lead\u202e1"), "meta.entity_id"),
+    "v2-lead-number-too-long": (_lead_with("a" * 65), "meta.entity_id"),
+}
+
+
+@pytest.mark.parametrize("case", list(BAD_IDS))
+def test_ids_outside_pipedrives_range_are_refused_and_nothing_is_stored(
+    client: TestClient,
+    store: StateStore,
+    fake: FakePrefect,
+    caplog: pytest.LogCaptureFixture,
+    case: str,
+) -> None:
+    caplog.set_level(logging.DEBUG)
+    body, field = BAD_IDS[case]
+    answer = deliver(client, body)
+    assert answer.status_code == 400, answer.text
+    detail = answer.json()["detail"]
+    assert field in detail
+    assert "999" not in detail and "forged" not in detail  # the field, never its value
+    _assert_nothing_happened(store, fake)
+    assert "999" not in caplog.text and "forged" not in caplog.text
+
+
+def test_the_largest_pipedrive_id_is_accepted(client: TestClient, fake: FakePrefect) -> None:
+    top = 2**31 - 1
+    assert deliver(client, v2_deal(top)).status_code == 200
+    assert deliver(client, v1_deal(top)).status_code == 200
+    assert [e["payload"]["deal_id"] for e in fake.events] == [top, top]
+    assert fake.events[0]["resource"] == {"prefect.resource.id": f"pipedrive.deal.{top}"}
+
+
+FORGED = "\nERROR forged line\x00\u202e\u200f"
+BAD_NAMES = {
+    "v2-action-newline": (_v2_with(action="change" + FORGED), "meta.action"),
+    "v2-action-nul": (_v2_with(action="chan\x00ge"), "meta.action"),
+    "v2-action-rtl": (_v2_with(action="\u202echange"), "meta.action"),
+    "v2-action-v1-word": (_v2_with(action="updated"), "meta.action"),
+    "v2-action-wildcard": (_v2_with(action="*"), "meta.action"),
+    "v2-action-case": (_v2_with(action="Change"), "meta.action"),
+    "v2-action-number": (_v2_with(action=1), "meta.action"),
+    "v2-entity-newline": (_v2_with(entity="deal" + FORGED), "meta.entity"),
+    "v2-entity-rtl": (_v2_with(entity="\u200fdeal"), "meta.entity"),
+    "v2-entity-unknown": (_v2_with(entity="deals"), "meta.entity"),
+    "v2-entity-v1-only": (_v2_with(entity="activityType"), "meta.entity"),
+    "v2-event-id-newline": (_v2_with(id="3f0b" + FORGED), "meta.id"),
+    "v2-event-id-too-long": (_v2_with(id="a" * 101), "meta.id"),
+    "v1-action-newline": (_v1_with(action="updated" + FORGED), "meta.action"),
+    "v1-action-v2-word": (_v1_with(action="change"), "meta.action"),
+    "v1-object-nul": (_v1_with(object="deal\x00"), "meta.object"),
+    "v1-object-v2-only": (_v1_with(object="lead"), "meta.object"),
+    "v1-object-case": (_v1_with(object="Deal"), "meta.object"),
+    "v1-event-newline": ({**v1_deal(), "event": "updated.deal" + FORGED}, "event"),
+    "v1-event-unknown-action": ({**v1_deal(), "event": "changed.deal"}, "event"),
+    "v1-event-not-text": ({**v1_deal(), "event": ["updated", "deal"]}, "event"),
+    "v1-timestamp-text": (_v1_with(timestamp_micro="1739827361" + FORGED), "timestamp_micro"),
+}
+
+
+@pytest.mark.parametrize("case", list(BAD_NAMES))
+def test_unknown_actions_and_objects_are_refused_naming_the_field(
+    client: TestClient,
+    store: StateStore,
+    fake: FakePrefect,
+    caplog: pytest.LogCaptureFixture,
+    case: str,
+) -> None:
+    caplog.set_level(logging.DEBUG)
+    body, field = BAD_NAMES[case]
+    answer = deliver(client, body)
+    assert answer.status_code == 400, answer.text
+    detail = answer.json()["detail"]
+    assert field in detail
+    _assert_nothing_happened(store, fake)
+    for text in (detail, *(r.getMessage() for r in caplog.records)):
+        assert "forged" not in text
+        assert not any(c in text for c in "\n\r\x00\u202e\u200f"), repr(text)
+
+
+KNOWN_NAMES = [
+    (2, "create", "deal_product"),
+    (2, "delete", "activity"),
+    (2, "change", "project"),
+    (1, "added", "activityType"),
+    (1, "merged", "organization"),
+    (1, "deleted", "note"),
+]
+
+
+@pytest.mark.parametrize(("version", "action", "obj"), KNOWN_NAMES)
+def test_every_name_pipedrive_sends_is_accepted(
+    client: TestClient, store: StateStore, version: int, action: str, obj: str
+) -> None:
+    if version == 2:
+        body = _v2_with(action=action, entity=obj, entity_id="17")
+        body["data"], body["previous"] = {"id": 17}, None
+    else:
+        body = _v1_with(action=action, object=obj, id=17)
+        body["event"] = f"{action}.{obj}"
+        body["current"], body["previous"] = {"id": 17}, None
+    answer = deliver(client, body)
+    assert answer.status_code == 200, answer.text
+    assert answer.json()["event"] == "not posted"  # not a deal: the incremental sync's
+    assert store.inbox_counts()["pending"] == 1
+
+
+def test_no_text_of_a_body_reaches_a_log_line(
+    client: TestClient, fake: FakePrefect, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A marker planted in every field of good and bad bodies never shows in the log."""
+    caplog.set_level(logging.DEBUG)
+    marker = "Zq-MARKER-8c1e"
+    good = v2_deal(42)
+    good["data"]["title"] = good["previous"]["status"] = marker
+    good["meta"]["change_source"] = marker
+    good["meta"]["host"] = marker
+    bodies: list[Any] = [good, {**v1_deal(), "current": {"id": 9, "title": marker}}]
+    for field in ("action", "entity", "entity_id", "id", "user_id", "version", "timestamp"):
+        bodies.append(_v2_with(**{field: marker}))
+    for field in ("action", "object", "id", "company_id", "timestamp_micro", "webhook_id"):
+        bodies.append(_v1_with(**{field: marker}))
+    bodies += [{**v1_deal(), "event": marker}, {"meta": marker}, {"meta": {"v": 1, marker: 1}}]
+    bodies += [[marker], marker, {marker: {"meta": {}}}]
+    fake.mode = 503  # the "not posted" lines too
+    answers = [deliver(client, b) for b in bodies]
+    answers.append(_post_raw(client, b'{"meta": "' + marker.encode() + b'", }'))
+    answers.append(_post_raw(client, marker.encode()))
+    assert {a.status_code for a in answers} == {200, 400}
+    assert sum(a.status_code == 200 for a in answers) >= 3  # the good ones were logged too
+    assert any("deal 42 change" in r.getMessage() for r in caplog.records)
+    for record in caplog.records:
+        assert marker not in record.getMessage()
+    assert marker not in json.dumps(fake.events)  # no event either (Prefect was down)
 
 
 # -- deliveries ---------------------------------------------------------------------------------

@@ -317,10 +317,10 @@ def test_a_token_written_in_the_file_is_refused_without_being_shown(tmp_path: Pa
         "environment variable and name that variable with 'token_env:' (for the receiver: "
         "'password_env:'), or store it in a Prefect Secret block and name the block with "
         "'secret_block:' ('password_secret_block:')",
-        f"{d}/integration.yaml:7:16: connection.planhat.token_env: this must be the NAME of an "
-        "environment variable (like PIPEDRIVE_API_TOKEN), but it holds what looks like a token "
-        "itself (40 characters); a token must never be written in a settings file: put it in "
-        "the environment variable and name that",
+        f"{d}/integration.yaml:7:16: connection.planhat.token_env must name an environment "
+        "variable; the value given (40 characters, not shown) looks like the token itself — a "
+        "token must never be written in a settings file: put the token in an environment "
+        "variable and name that variable here (like PIPEDRIVE_API_TOKEN)",
     ]
     assert not any(SANDBOX_TOKEN in m for m in messages)
 
