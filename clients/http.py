@@ -8,7 +8,11 @@ Policy (the same for Pipedrive and Planhat, parametrised by each service's `Serv
   when a locally counted cap is reached (services that do not report their budget).
 * **429**: wait for `Retry-After`, else `x-ratelimit-reset`, else exponential backoff with
   jitter, then retry. A 429 means the request was refused unprocessed, so any method is retried.
-  `x-daily-requests-left: 0` stops at once with a `RateLimitedError`: waiting would not help.
+  A spent daily budget stops at once with a `RateLimitedError(daily_budget_spent=True)`:
+  waiting would not help. Pipedrive reports it as `x-daily-ratelimit-token-remaining: 0` (the
+  company's token budget, which refuses every request once spent) or, for a POST/PUT only,
+  `x-daily-requests-left: 0` (the legacy fair-use counter of POST/PUT requests; it says nothing
+  about a GET, so a GET's 429 with it is an ordinary burst 429).
 * **5xx, timeouts, dropped connections**: exponential backoff with jitter, for idempotent
   requests only (GET, PUT, PATCH, DELETE, or a caller's explicit `idempotent=True`). A create
   (POST) is retried only after a failure that proves it never left (connection refused, connect
@@ -62,12 +66,16 @@ Sleep = Callable[[float], None]
 Params = Mapping[str, str | int | float | bool | None]
 
 IDEMPOTENT_METHODS = frozenset({"GET", "HEAD", "OPTIONS", "PUT", "PATCH", "DELETE"})
+# The requests a write-only daily counter (`ServiceProfile.daily_write_left_headers`) counts.
+WRITE_METHODS = frozenset({"POST", "PUT"})
 RETRYABLE_STATUSES = frozenset({500, 502, 503, 504})
 # Transport failures that prove the request never reached the server: safe to retry a create.
 _NOT_SENT = (httpx.ConnectError, httpx.ConnectTimeout, httpx.PoolTimeout)
 # Transport failures worth retrying at all (for idempotent requests).
 _TRANSIENT = (httpx.TimeoutException, httpx.NetworkError, httpx.RemoteProtocolError)
 _DETAIL_MAX = 300
+#: how long a connection may take to open: an unreachable host is noticed within it
+CONNECT_TIMEOUT_S = 5.0
 
 
 class Closing:
@@ -94,6 +102,10 @@ class RetryPolicy:
 
     max_attempts: int = 6
     max_total_wait_s: float = 120.0
+    #: a service that cannot be reached (refused, reset, timed out) is given up on once this
+    #: much time (attempts and waits together) has gone: an unreachable host fails in seconds,
+    #: not minutes, and the error counts the attempts really made. No other layer retries.
+    max_unreachable_s: float = 12.0
     backoff_base_s: float = 1.0
     backoff_max_s: float = 30.0
     min_wait_s: float = 0.1
@@ -118,7 +130,9 @@ class ServiceProfile:
       reported reset is never trusted beyond it (the unit of Pipedrive's reset is unverified).
     * `remaining_header` / `reset_header`: where the service reports what is left of the window.
     * `requests_per_window`: a cap counted locally, for services that do not report one.
-    * `daily_left_headers`: headers whose value `0` means the daily budget is spent.
+    * `daily_left_headers`: headers whose value `0` on a 429 means the daily budget is spent.
+    * `daily_write_left_headers`: the same, but counting only writes (`WRITE_METHODS`): they
+      are consulted for those requests only.
     * `*_help`: the sentence appended to errors, telling the user what to do.
     """
 
@@ -128,6 +142,7 @@ class ServiceProfile:
     reset_header: str | None = None
     requests_per_window: int | None = None
     daily_left_headers: tuple[str, ...] = ()
+    daily_write_left_headers: tuple[str, ...] = ()
     auth_help: str = "Check the API token and save it again."
     forbidden_help: str = "The token's user may lack the permission for this."
     rate_limit_help: str = "Run the sync again later."
@@ -252,7 +267,7 @@ class HttpClient:
         self._client = httpx.Client(
             headers={"accept": "application/json", **headers},
             transport=transport,
-            timeout=httpx.Timeout(timeout_s, connect=min(timeout_s, 10.0)),
+            timeout=httpx.Timeout(timeout_s, connect=min(timeout_s, CONNECT_TIMEOUT_S)),
             follow_redirects=False,
         )
         self.timeout_s = timeout_s
@@ -283,6 +298,7 @@ class HttpClient:
         path = httpx.URL(url).path
         policy = self.retry
         waited = 0.0
+        in_flight = 0.0  # time spent in attempts that failed at the transport level
         attempt = 0
         while True:
             attempt += 1
@@ -295,10 +311,15 @@ class HttpClient:
             except httpx.TransportError as exc:
                 self.limiter.release(None)
                 self._log(method, path, type(exc).__name__, started, attempt)
+                in_flight += time.perf_counter() - started
                 never_sent = isinstance(exc, _NOT_SENT)
                 if isinstance(exc, _TRANSIENT) and (idempotent or never_sent):
                     delay = policy.backoff(attempt, self._rng)
-                    if attempt < policy.max_attempts and waited + delay <= policy.max_total_wait_s:
+                    if (
+                        attempt < policy.max_attempts
+                        and waited + delay <= policy.max_total_wait_s
+                        and waited + in_flight + delay <= policy.max_unreachable_s
+                    ):
                         self._sleep(delay)
                         waited += delay
                         continue
@@ -313,9 +334,10 @@ class HttpClient:
                 return response
             if status == 429:
                 delay = self._rate_limit_wait(response, attempt)
-                if self._daily_budget_spent(response):
+                spent_by = self._daily_budget_spent(response, method)
+                if spent_by is not None:
                     raise self._rate_limited(
-                        response, method, path, attempt, waited, delay, daily=True
+                        response, method, path, attempt, waited, delay, daily=spent_by
                     )
                 if attempt < policy.max_attempts and waited + delay <= policy.max_total_wait_s:
                     self._sleep(delay)
@@ -386,10 +408,15 @@ class HttpClient:
             return max(min(reset, self.profile.window_s), self.retry.min_wait_s)
         return self.retry.backoff(attempt, self._rng)
 
-    def _daily_budget_spent(self, response: httpx.Response) -> bool:
-        return any(
-            _int_header(response.headers, name) == 0 for name in self.profile.daily_left_headers
-        )
+    def _daily_budget_spent(self, response: httpx.Response, method: str) -> str | None:
+        """The header saying the daily budget is spent (None: it is not, as far as known)."""
+        names = self.profile.daily_left_headers
+        if method in WRITE_METHODS:
+            names = (*names, *self.profile.daily_write_left_headers)
+        for name in names:
+            if _int_header(response.headers, name) == 0:
+                return name
+        return None
 
     def _rate_limited(
         self,
@@ -399,13 +426,14 @@ class HttpClient:
         attempt: int,
         waited: float,
         delay: float,
-        daily: bool = False,
+        daily: str | None = None,
     ) -> RateLimitedError:
+        """`daily`: the header that said the daily budget is spent, if one did."""
         name = self.profile.name
         if daily:
             message = (
                 f"{name}'s daily API budget is spent (HTTP 429 on {method} {path}, "
-                f"x-daily-requests-left: 0). {self.profile.daily_budget_help}"
+                f"{daily}: 0). {self.profile.daily_budget_help}"
             )
         elif delay > self.retry.max_total_wait_s - waited and attempt < self.retry.max_attempts:
             message = (
@@ -420,7 +448,7 @@ class HttpClient:
             )
         return RateLimitedError(
             self.scrub(message),
-            daily_budget_spent=daily,
+            daily_budget_spent=daily is not None,
             waited_s=waited,
             service=name,
             method=method,

@@ -23,6 +23,7 @@ import re
 import time
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from datetime import UTC, datetime
+from email.utils import parsedate_to_datetime
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -52,7 +53,10 @@ PIPEDRIVE = ServiceProfile(
     window_s=2.0,
     remaining_header="x-ratelimit-remaining",
     reset_header="x-ratelimit-reset",
-    daily_left_headers=("x-daily-requests-left", "x-daily-ratelimit-token-remaining"),
+    # the company's daily token budget (refuses every request once 0), and the legacy fair-use
+    # counter of POST/PUT requests per user (reference §5)
+    daily_left_headers=("x-daily-ratelimit-token-remaining",),
+    daily_write_left_headers=("x-daily-requests-left",),
     auth_help=(
         "The token is wrong, was deleted, or its user was removed from Pipedrive. Create a new "
         "token in Pipedrive under Settings → API (Personal preferences → API) and save it again."
@@ -233,6 +237,30 @@ def _unique_ids(ids: Iterable[int | str]) -> list[int]:
     return list(seen)
 
 
+class ReadStart:
+    """Pipedrive's clock when a paged read began: the `Date` header of the read's first page
+    (whole seconds, rounded down by HTTP's format, so never later than the real moment).
+
+    A cursor moved to the newest `update_time` a read saw must not pass this moment: a record
+    changed on an already-read page while later pages were read would otherwise be skipped
+    for good. Give one to a list call (`read_start=`) and read `at` once it has started."""
+
+    __slots__ = ("at",)
+
+    def __init__(self) -> None:
+        self.at: datetime | None = None
+
+    def see(self, response: httpx.Response) -> None:
+        if self.at is not None:
+            return
+        try:
+            when = parsedate_to_datetime(response.headers.get("date", ""))
+        except (TypeError, ValueError):
+            return
+        if when.tzinfo is not None:
+            self.at = when.astimezone(UTC)
+
+
 class PipedriveClient(Closing):
     """Pipedrive's API for one company and token. Thread-safe; close it (or use `with`)."""
 
@@ -288,6 +316,7 @@ class PipedriveClient(Closing):
         ids: Iterable[int] | None = None,
         sort_by: str | None = None,
         sort_direction: str | None = None,
+        read_start: ReadStart | None = None,
     ) -> Iterator[Record]:
         """Deals (v2), all pages. `status`: open, won, lost, deleted (several allowed; none
         means all but deleted). `org_id`/`person_id`: the deals of one organization or person.
@@ -301,7 +330,7 @@ class PipedriveClient(Closing):
             "sort_by": sort_by,
             "sort_direction": sort_direction,
         }
-        return self._iter_v2("/deals", params, ids)
+        return self._iter_v2("/deals", params, ids, read_start)
 
     def iter_organizations(
         self,
@@ -311,6 +340,7 @@ class PipedriveClient(Closing):
         ids: Iterable[int] | None = None,
         sort_by: str | None = None,
         sort_direction: str | None = None,
+        read_start: ReadStart | None = None,
     ) -> Iterator[Record]:
         """Organizations (v2), all pages; `ids` in calls of 100."""
         params = {
@@ -318,7 +348,7 @@ class PipedriveClient(Closing):
             "sort_by": sort_by,
             "sort_direction": sort_direction,
         }
-        return self._iter_v2("/organizations", params, ids)
+        return self._iter_v2("/organizations", params, ids, read_start)
 
     def iter_persons(
         self,
@@ -330,6 +360,7 @@ class PipedriveClient(Closing):
         deal_id: int | None = None,
         sort_by: str | None = None,
         sort_direction: str | None = None,
+        read_start: ReadStart | None = None,
     ) -> Iterator[Record]:
         """Persons (v2), all pages; `ids` in calls of 100."""
         params = {
@@ -339,7 +370,7 @@ class PipedriveClient(Closing):
             "sort_by": sort_by,
             "sort_direction": sort_direction,
         }
-        return self._iter_v2("/persons", params, ids)
+        return self._iter_v2("/persons", params, ids, read_start)
 
     def iter_pipelines(self) -> Iterator[Record]:
         return self._iter_v2("/pipelines", {})
@@ -375,6 +406,7 @@ class PipedriveClient(Closing):
         person_id: int | None = None,
         updated_since: datetime | str | None = None,
         sort: str | None = None,
+        read_start: ReadStart | None = None,
     ) -> Iterator[Record]:
         """Notes (v1 only), all pages; filter by deal, organization or person. v1's note times
         are `YYYY-MM-DD HH:MM:SS` UTC, but its `updated_since` takes RFC 3339."""
@@ -385,7 +417,7 @@ class PipedriveClient(Closing):
             "updated_since": rfc3339(updated_since) if updated_since is not None else None,
             "sort": sort,
         }
-        return self._iter_v1("/notes", params)
+        return self._iter_v1("/notes", params, read_start)
 
     def iter_users(self) -> Iterator[Record]:
         """Every user of the company (v1 `GET /users`, active or not): owners are mapped to
@@ -457,9 +489,16 @@ class PipedriveClient(Closing):
 
     # -- internals -------------------------------------------------------------------------------
     def _envelope(
-        self, method: str, url: str, params: Params | None = None, json: Any = None
+        self,
+        method: str,
+        url: str,
+        params: Params | None = None,
+        json: Any = None,
+        read_start: ReadStart | None = None,
     ) -> Record:
         response = self._http.request(method, url, params=params, json=json)
+        if read_start is not None:
+            read_start.see(response)
         body = self._http.json(response)
         if not isinstance(body, dict) or body.get("success") is False:
             path = response.request.url.path
@@ -493,25 +532,31 @@ class PipedriveClient(Closing):
         return data
 
     def _iter_v2(
-        self, path: str, params: Mapping[str, Any], ids: Iterable[int] | None = None
+        self,
+        path: str,
+        params: Mapping[str, Any],
+        ids: Iterable[int] | None = None,
+        read_start: ReadStart | None = None,
     ) -> Iterator[Record]:
         base = {k: v for k, v in params.items() if v is not None}
         if ids is None:
-            yield from self._cursor_pages(f"{self.urls.v2}{path}", base)
+            yield from self._cursor_pages(f"{self.urls.v2}{path}", base, read_start)
             return
         wanted = _unique_ids(ids)
         for start in range(0, len(wanted), IDS_PER_CALL):
             chunk = wanted[start : start + IDS_PER_CALL]
             yield from self._cursor_pages(
-                f"{self.urls.v2}{path}", {**base, "ids": ",".join(map(str, chunk))}
+                f"{self.urls.v2}{path}", {**base, "ids": ",".join(map(str, chunk))}, read_start
             )
 
-    def _cursor_pages(self, url: str, params: Mapping[str, Any]) -> Iterator[Record]:
+    def _cursor_pages(
+        self, url: str, params: Mapping[str, Any], read_start: ReadStart | None = None
+    ) -> Iterator[Record]:
         cursor: str | None = None
         seen: set[str] = set()
         while True:
             query = {**params, "limit": PAGE_SIZE, "cursor": cursor}
-            body = self._envelope("GET", url, params=query)
+            body = self._envelope("GET", url, params=query, read_start=read_start)
             yield from body.get("data") or []
             cursor = (body.get("additional_data") or {}).get("next_cursor")
             if not cursor:
@@ -526,12 +571,15 @@ class PipedriveClient(Closing):
                 )
             seen.add(cursor)
 
-    def _iter_v1(self, path: str, params: Mapping[str, Any]) -> Iterator[Record]:
+    def _iter_v1(
+        self, path: str, params: Mapping[str, Any], read_start: ReadStart | None = None
+    ) -> Iterator[Record]:
         url = f"{self.urls.v1}{path}"
         base = {k: v for k, v in params.items() if v is not None}
         start = 0
         while True:
-            body = self._envelope("GET", url, params={**base, "start": start, "limit": PAGE_SIZE})
+            query = {**base, "start": start, "limit": PAGE_SIZE}
+            body = self._envelope("GET", url, params=query, read_start=read_start)
             data = body.get("data") or []
             yield from data
             extra = body.get("additional_data") or {}
@@ -558,6 +606,7 @@ __all__ = [
     "PipedriveClient",
     "PipedriveUrls",
     "PipedriveUser",
+    "ReadStart",
     "check_token",
     "parse_company_url",
     "rfc3339",

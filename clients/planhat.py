@@ -392,6 +392,11 @@ class PlanhatClient(Closing):
             params["select"] = ",".join(select)
         return self._offset_pages(url, params, PAGE_MAX.get(model, PAGE_MAX_DEFAULT))
 
+    def iter_lean_companies(self) -> Iterator[Record]:
+        """Every company in its lean form (`_id`, `externalId`, `sourceId`, `name`, `slug`):
+        `GET /leancompanies`, the cheapest way to find companies by their keys."""
+        return self._offset_pages(f"{self.base_url}/leancompanies", {}, PAGE_MAX["companies"])
+
     # -- single writes ---------------------------------------------------------------------------
     def create(self, model: str, record: Mapping[str, Any]) -> Record:
         """POST one record. Not retried once it may have reached Planhat (it could duplicate)."""

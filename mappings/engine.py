@@ -497,7 +497,7 @@ def select_deals(deals: Records, mappings: Mappings) -> tuple[list[Record], list
         deal_id = _as_id(deal.get("id"))
         pipeline = _as_id(deal.get("pipeline_id"))
         if deal.get("is_deleted") or deal.get("status") == "deleted":
-            _skip(issues, deal_id, f"deal {deal_id} is deleted")
+            _skip(issues, deal_id, f"deal {deal_id} is deleted in Pipedrive")
         elif deal.get("status") != "won":
             _skip(issues, deal_id, f"deal {deal_id} is {deal.get('status') or 'not won'}, not won")
         elif pipeline not in mappings.pipeline_ids:

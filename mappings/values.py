@@ -1,6 +1,6 @@
 """Field values: the empty-vs-null rule, the conversions, and the per-field hash. ONE place.
 
-**Empty vs null** (`../shared/design.md` §2.4), in `receive_value` and `send_value` and nowhere
+**Empty vs null** (`docs/design.md`, promise 4), in `receive_value` and `send_value` and nowhere
 else:
 
 * a field absent from the source record (`ABSENT`), or the empty string `""`, writes nothing;
@@ -88,14 +88,24 @@ class Unconvertible(ValueError):
 
 
 def is_empty(value: Any) -> bool:
-    """Absent or the empty string: a value that must never overwrite anything."""
-    return value is ABSENT or (type(value) is str and not value)
+    """Absent, the empty string, or an empty string in a value's shape (`{"value": ""}`, a
+    list of such): a value that must never overwrite anything. `None` is not empty (it is
+    synced as null), nor is `[]` (a cleared multi-option field)."""
+    if value is ABSENT or type(value) is str:
+        return value is ABSENT or not value
+    if isinstance(value, Mapping):
+        if "value" in value:  # {value, label/primary/currency...}: the value is what counts
+            return is_empty(value["value"])
+        return bool(value) and all(is_empty(v) for v in value.values())
+    if isinstance(value, list | tuple):
+        return bool(value) and all(is_empty(v) for v in value)
+    return False
 
 
 def receive_value(raw: Any, converter: Converter) -> Any:
     """A Pipedrive value in Planhat's canonical form: `ABSENT` (write nothing), `None` (write
     null) or the converted value. May raise `Unconvertible`."""
-    if raw is ABSENT or (type(raw) is str and not raw):
+    if is_empty(raw):
         return ABSENT
     if raw is None:
         return None
@@ -109,7 +119,7 @@ def send_value(value: Any, converter: Converter, current: Any = ABSENT) -> Any:
     """A canonical (Planhat-side) value as the Pipedrive field takes it: `ABSENT`, `None` or the
     converted value. `current` is the Pipedrive record's present raw value, when known (to keep
     a monetary field's currency or a person's other emails). May raise `Unconvertible`."""
-    if value is ABSENT or (type(value) is str and not value):
+    if is_empty(value):
         return ABSENT
     if value is None:
         return None
@@ -118,7 +128,7 @@ def send_value(value: Any, converter: Converter, current: Any = ABSENT) -> Any:
 
 def canonical_value(value: Any, converter: Converter) -> Any:
     """A value read from Planhat in canonical form (`ABSENT` for absent or empty)."""
-    if value is ABSENT or (type(value) is str and not value):
+    if is_empty(value):
         return ABSENT
     if value is None:
         return None
@@ -608,7 +618,8 @@ class AddressConverter(Converter):
 
     def to_planhat(self, raw: Any) -> Any:
         if isinstance(raw, Mapping):
-            text = raw.get("value") or raw.get("formatted_address")
+            # `{"value": ""}` never gets here (empty); `{"value": null}` is a cleared address
+            text = raw["value"] if "value" in raw else raw.get("formatted_address")
             return None if text is None else str(text)
         return str(raw)
 

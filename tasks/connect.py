@@ -27,7 +27,6 @@ from mappings.errors import SettingsError
 from mappings.settings import Settings, pipedrive_token, receiver_password
 from store import StateStore
 from store.records import Connection, token_fingerprint
-from tasks.retry import retry_transient
 
 log = logging.getLogger(__name__)
 
@@ -178,9 +177,6 @@ def check_webhook(settings: Settings, pipedrive: PipedriveClient, store: StateSt
 @task(
     name="connect to Pipedrive",
     cache_policy=NO_CACHE,
-    retries=2,
-    retry_delay_seconds=[5, 30],
-    retry_condition_fn=retry_transient,
 )
 def connect_task(
     settings: Settings, pipedrive: PipedriveClient, store: StateStore, force_check: bool = False
@@ -191,9 +187,6 @@ def connect_task(
 @task(
     name="check the webhook",
     cache_policy=NO_CACHE,
-    retries=2,
-    retry_delay_seconds=[5, 30],
-    retry_condition_fn=retry_transient,
 )
 def check_webhook_task(settings: Settings, pipedrive: PipedriveClient, store: StateStore) -> str:
     return check_webhook(settings, pipedrive, store)

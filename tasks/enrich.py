@@ -20,7 +20,6 @@ from prefect.cache_policies import NO_CACHE
 
 from tasks.context import SyncContext
 from tasks.fetch import Fetched, fetch_deal_relations
-from tasks.retry import retry_transient
 from tasks.select import DealSelection, Scope, plan_scope
 
 Mode = Literal["deal", "incremental", "full", "resync"]
@@ -59,9 +58,6 @@ def enrich(
 @task(
     name="enrich: organizations, persons, notes",
     cache_policy=NO_CACHE,
-    retries=2,
-    retry_delay_seconds=[5, 30],
-    retry_condition_fn=retry_transient,
 )
 def enrich_task(
     ctx: SyncContext,

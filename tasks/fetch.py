@@ -25,11 +25,10 @@ from prefect import task
 from prefect.cache_policies import NO_CACHE
 
 from clients import PipedriveClient
-from clients.pipedrive import PAGE_SIZE
+from clients.pipedrive import PAGE_SIZE, ReadStart
 from mappings.resolve import Mappings
 from mappings.values import parse_time
 from tasks.context import SyncContext
-from tasks.retry import retry_transient
 
 log = logging.getLogger(__name__)
 
@@ -56,12 +55,18 @@ class Fetched:
         self.organizations: dict[int, Record] = {}
         self.persons: dict[int, Record] = {}
         self.notes: dict[int, Record] = {}
-        #: stream → the newest `update_time` read (where the cursor may move after a push)
+        #: stream → where its cursor may move after a push: the newest `update_time` read,
+        #: but never past the moment the stream's changed-since read began (`cap`)
         self.newest: dict[str, datetime] = {}
+        #: stream → Pipedrive's clock when its changed-since read began
+        self.read_started: dict[str, datetime] = {}
+        #: deals asked for by id that Pipedrive no longer has, even among its deleted ones
+        self.missing_deals: set[int] = set()
 
     def add(self, stream: str, records: Iterable[Record]) -> int:
         """Add records of a stream, last copy of an id wins; returns how many were read."""
         bucket: dict[int, Record] = getattr(self, stream)
+        cap = self.read_started.get(stream)
         n = 0
         for record in records:
             n += 1
@@ -70,9 +75,22 @@ class Fetched:
                 continue
             bucket[record_id] = record
             when = update_time(record)
-            if when is not None and (stream not in self.newest or when > self.newest[stream]):
+            if when is None:
+                continue
+            if cap is not None and when > cap:
+                when = cap
+            if stream not in self.newest or when > self.newest[stream]:
                 self.newest[stream] = when
         return n
+
+    def cap(self, stream: str, read_started: datetime) -> None:
+        """The stream's changed-since read began at `read_started` (Pipedrive's clock): its
+        cursor never moves past that moment, whatever this run reads of it later. A change
+        made while the read went on (to a record on a page already read) is read next run."""
+        self.read_started[stream] = read_started
+        newest = self.newest.get(stream)
+        if newest is not None and newest > read_started:
+            self.newest[stream] = read_started
 
 
 #: A progress listener: `listener(stream, records_read, done)`, called by `fetch_changed` after
@@ -140,25 +158,42 @@ def fetch_changed(
     since: datetime | None,
     into: Fetched,
 ) -> int:
-    """Every record of `section` updated since `since` (None: all), added to `into`."""
+    """Every record of `section` updated since `since` (None: all), added to `into`; the
+    stream's cursor is capped at the moment the read began (`Fetched.cap`)."""
     stream = STREAMS[section]
+    # Pipedrive's clock at the first page; our own clock, taken before the read, if Pipedrive
+    # sent no `Date` header (earlier than the first page: the cap errs toward reading again).
+    began = datetime.now(UTC)
+    start = ReadStart()
     if stream == "deals":
-        records = pipedrive.iter_deals(updated_since=since)
+        records = pipedrive.iter_deals(updated_since=since, read_start=start)
     elif stream == "organizations":
-        records = pipedrive.iter_organizations(updated_since=since)
+        records = pipedrive.iter_organizations(updated_since=since, read_start=start)
     elif stream == "persons":
-        records = pipedrive.iter_persons(updated_since=since)
+        records = pipedrive.iter_persons(updated_since=since, read_start=start)
     else:
-        records = pipedrive.iter_notes(updated_since=since)
+        records = pipedrive.iter_notes(updated_since=since, read_start=start)
     if _page_listeners:
         records = _with_page_progress(stream, records)
-    return into.add(stream, records)
+    read = into.add(stream, records)
+    into.cap(stream, start.at if start.at is not None else began)
+    return read
 
 
 def fetch_deals_by_id(pipedrive: PipedriveClient, deal_ids: Sequence[int], into: Fetched) -> int:
-    """The deals' current state (v2, 100 ids a call): fresh state wins over notification order."""
+    """The deals' current state (v2, 100 ids a call): fresh state wins over notification order.
+    Deals the list does not return are looked for among the deleted ones (one more call, only
+    then), so that the run says why it wrote nothing; those not found at all are noted in
+    `into.missing_deals`."""
     ids = sorted({int(i) for i in deal_ids} - set(into.deals))
-    return into.add("deals", pipedrive.iter_deals(ids=ids)) if ids else 0
+    if not ids:
+        return 0
+    read = into.add("deals", pipedrive.iter_deals(ids=ids))
+    gone = [i for i in ids if i not in into.deals]
+    if gone:
+        read += into.add("deals", pipedrive.iter_deals(ids=gone, status="deleted"))
+        into.missing_deals.update(i for i in gone if i not in into.deals)
+    return read
 
 
 def fetch_deal_relations(
@@ -203,15 +238,12 @@ def fetch_deal_relations(
                 into.add("notes", pipedrive.iter_notes(org_id=org_id))
 
 
-# -- Prefect tasks: thin, retryable wrappers ---------------------------------------------------
+# -- Prefect tasks: thin wrappers (retries are the clients': one budget, see clients.http) --
 
 
 @task(
     name="fetch deals by id",
     cache_policy=NO_CACHE,
-    retries=2,
-    retry_delay_seconds=[5, 30],
-    retry_condition_fn=retry_transient,
 )
 def fetch_deals_task(ctx: SyncContext, deal_ids: Sequence[int]) -> Fetched:
     fetched = Fetched()
@@ -223,9 +255,6 @@ def fetch_deals_task(ctx: SyncContext, deal_ids: Sequence[int]) -> Fetched:
 @task(
     name="fetch changed records",
     cache_policy=NO_CACHE,
-    retries=2,
-    retry_delay_seconds=[5, 30],
-    retry_condition_fn=retry_transient,
 )
 def fetch_changed_task(ctx: SyncContext, full: bool) -> Fetched:
     """Every receiving section since its cursor (minus the overlap), or everything (`full`)."""
@@ -247,9 +276,6 @@ def fetch_organization_deals(pipedrive: PipedriveClient, org_id: int, into: Fetc
 @task(
     name="fetch a company's organization and deals",
     cache_policy=NO_CACHE,
-    retries=2,
-    retry_delay_seconds=[5, 30],
-    retry_condition_fn=retry_transient,
 )
 def fetch_company_task(ctx: SyncContext, org_id: int) -> Fetched:
     fetched = Fetched()

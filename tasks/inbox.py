@@ -4,17 +4,22 @@
   the run's push succeeded (a failed run leaves it claimed; the incremental sync takes over).
 * An incremental sync covers every change made before it started, so once it succeeded it
   settles every notification received before its start: nothing is lost, nothing is done twice.
+  It also deletes the notifications handled more than `incremental.inbox_retention_days` ago
+  (pending and failed ones are never deleted), so the inbox does not grow forever.
 """
 
 from __future__ import annotations
 
-from datetime import datetime, timedelta
+import logging
+from datetime import UTC, datetime, timedelta
 
 from prefect import task
 from prefect.cache_policies import NO_CACHE
 
 from store import StateStore
 from tasks.context import SyncContext
+
+log = logging.getLogger(__name__)
 
 #: a claimed item whose run has not finished after this long is given back
 STALE_CLAIM = timedelta(minutes=30)
@@ -45,6 +50,12 @@ def settle_notifications_before(store: StateStore, started: datetime, batch: int
             return settled
 
 
+def purge_handled(store: StateStore, retention_days: int, now: datetime | None = None) -> int:
+    """Delete the notifications handled (done) more than `retention_days` ago."""
+    now = now or datetime.now(UTC)
+    return store.inbox_purge(now - timedelta(days=retention_days))
+
+
 @task(name="claim the notification", cache_policy=NO_CACHE)
 def claim_notification_task(ctx: SyncContext, inbox_key: str | None) -> int | None:
     return claim_notification(ctx.store, inbox_key)
@@ -58,4 +69,12 @@ def notification_done_task(ctx: SyncContext, item_id: int | None) -> None:
 
 @task(name="settle earlier notifications", cache_policy=NO_CACHE)
 def settle_notifications_task(ctx: SyncContext, started: datetime) -> int:
-    return 0 if ctx.dry_run else settle_notifications_before(ctx.store, started)
+    """Settle the notifications this run covered, then purge the old handled ones."""
+    if ctx.dry_run:
+        return 0
+    settled = settle_notifications_before(ctx.store, started)
+    retention = ctx.settings.integration.incremental.inbox_retention_days
+    purged = purge_handled(ctx.store, retention)
+    if purged:
+        log.info("inbox: deleted %d notifications handled over %d days ago", purged, retention)
+    return settled

@@ -9,10 +9,25 @@ a notification or a run writes nothing the second time, and what we wrote does n
 a change (no echo, §2.8). After Planhat answered, links are stored for every item it saved, and
 each item's outcome becomes a run-log action: created, updated, unchanged, skipped (with why) or
 failed (with Planhat's message).
+
+**Every link holds the Planhat `_id`.** Planhat names the `_id` of what it created or updated,
+not of what it left unchanged; an item saved without one (a record already in Planhat that the
+store does not know: a lost or older store, a crash between the write and the links) is looked
+up by its keys, in batch (`find_planhat_ids`), and adopted. An item whose `_id` still cannot be
+found is reported failed and sent again next run, never linked without an id.
+
+**Notes are conversations**, which Planhat updates only by `_id` (an item without one is a
+create): a linked note is sent by its `_id` (keys only on create), and a note not linked yet
+whose company existed before this run is first looked up among its company's notes.
+
+**A dry run** writes nothing and reports what the real run would write, object by object: the
+same actions (created, updated, unchanged), each with the reason "dry run: would be …". The
+children of a company that would be created are converted under a stand-in id, so they count.
 """
 
 from __future__ import annotations
 
+from collections.abc import Iterable, Iterator, Mapping, Sequence, Set
 from typing import Any
 
 from prefect import task
@@ -30,7 +45,6 @@ from mappings.resolve import Mappings
 from store import StateStore
 from store.records import LinkRow, RunAction, values_hash
 from tasks.context import SyncContext
-from tasks.retry import retry_transient
 from tasks.select import Scope
 
 #: Pipedrive object type (links, run log) → Planhat model
@@ -40,6 +54,12 @@ MODELS = {
     "deal": "licenses",
     "note": "conversations",
 }
+#: the keys an item carries for Planhat to match it on (the Pipedrive id), strongest first
+KEY_FIELDS = ("sourceId", "externalId")
+#: companies per list call when looking records up by company
+LOOKUP_COMPANIES_PER_CALL = 50
+#: prefix of the stand-in id a dry run gives a record that would be created
+DRY_RUN_ID = "dry-run:"
 
 
 class PushResult:
@@ -50,6 +70,9 @@ class PushResult:
         self.object_type = object_type
         self.actions: list[RunAction] = actions or []
         self.planhat_ids: dict[int, str] = {}
+        #: Planhat ids this push created (stand-ins in a dry run): records nothing can hang
+        #: under yet, which need no look-up of their children
+        self.created: set[str] = set()
         self.requests = 0
 
     @property
@@ -68,6 +91,61 @@ def _pid(value: Any) -> int | None:
     return value if isinstance(value, int) and value > 0 else None
 
 
+def _keys(record: Mapping[str, Any]) -> list[tuple[str, str]]:
+    return [(f, str(record[f])) for f in KEY_FIELDS if record.get(f) not in (None, "")]
+
+
+def _chunks(items: Sequence[str], size: int) -> Iterator[Sequence[str]]:
+    for start in range(0, len(items), size):
+        yield items[start : start + size]
+
+
+def find_planhat_ids(
+    planhat: PlanhatClient, model: str, bodies: Sequence[Mapping[str, Any]]
+) -> list[str | None]:
+    """The `_id` of the Planhat record that each body's keys (`sourceId`, `externalId`) name,
+    or None, found in batch: companies in the lean company list (one call per 5,000),
+    company-owned records in their companies' lists (one call per 50 companies and page),
+    never one call per record."""
+    if not bodies:
+        return []
+    found: dict[tuple[str, str], str] = {}
+
+    def index(records: Iterable[Mapping[str, Any]]) -> None:
+        for record in records:
+            if isinstance(record.get("_id"), str) and record["_id"]:
+                for key in _keys(record):
+                    found.setdefault(key, record["_id"])
+
+    if model == "companies":
+        index(planhat.iter_lean_companies())
+    else:
+        companies = sorted(
+            {
+                b["companyId"]
+                for b in bodies
+                if isinstance(b.get("companyId"), str)
+                and b["companyId"]
+                and not b["companyId"].startswith(DRY_RUN_ID)
+            }
+        )
+        filters = {"type": "note"} if model == "conversations" else None
+        for chunk in _chunks(companies, LOOKUP_COMPANIES_PER_CALL):
+            index(
+                planhat.iter_records(
+                    model, company_id=chunk, filters=filters, select=["_id", *KEY_FIELDS]
+                )
+            )
+    return [next((found[k] for k in _keys(b) if k in found), None) for b in bodies]
+
+
+def _outgoing(model: str, body: Mapping[str, Any], planhat_id: str | None) -> Mapping[str, Any]:
+    """The item as sent: a conversation Planhat already holds goes by its `_id` alone."""
+    if model != "conversations" or not planhat_id:
+        return body
+    return {"_id": planhat_id, **{k: v for k, v in body.items() if k not in KEY_FIELDS}}
+
+
 def push_mapped(
     planhat: PlanhatClient,
     store: StateStore,
@@ -76,59 +154,100 @@ def push_mapped(
     *,
     dry_run: bool,
     force: bool = False,
+    fresh_companies: Set[str] = frozenset(),
 ) -> PushResult:
     """Upsert a mapped batch into Planhat, skipping records unchanged since the last sync
     (unless `force`: a company resync sends everything), and record links and per-record
-    actions. In a dry run nothing is written anywhere but the run log (each action says what
-    would have happened)."""
+    actions. `fresh_companies`: companies created by this run (their notes need no look-up).
+    In a dry run nothing is written anywhere but the run log (see the module docstring)."""
     model = MODELS[object_type]
+    singular = model[:-1]
     result = PushResult(object_type, actions=_issues_as_actions(object_type, batch))
     links = store.links_for(object_type, batch.ids)
-    to_send: list[int] = []  # positions in the batch
+    known: dict[int, str] = {}  # position in the batch → the record's Planhat id
+    to_send: list[int] = []
     for pos, (pipedrive_id, body) in enumerate(zip(batch.ids, batch.records, strict=True)):
         link = links.get(pipedrive_id)
-        unchanged = link is not None and link.values_hash == values_hash(body)
-        if not force and unchanged and link is not None and link.planhat_id:
-            result.actions.append(
-                RunAction(object_type, "unchanged", pipedrive_id, link.planhat_id)
-            )
-            result.planhat_ids[pipedrive_id] = link.planhat_id
-        else:
-            to_send.append(pos)
         if link is not None and link.planhat_id:
-            result.planhat_ids.setdefault(pipedrive_id, link.planhat_id)
+            known[pos] = link.planhat_id
+            result.planhat_ids[pipedrive_id] = link.planhat_id
+            if not force and link.values_hash == values_hash(body):
+                result.actions.append(
+                    RunAction(object_type, "unchanged", pipedrive_id, link.planhat_id)
+                )
+                continue
+        to_send.append(pos)
     if not to_send:
         return result
+    if model == "conversations":
+        unlinked = [
+            pos
+            for pos in to_send
+            if pos not in known and batch.records[pos].get("companyId") not in fresh_companies
+        ]
+        bodies = [batch.records[pos] for pos in unlinked]
+        for pos, planhat_id in zip(unlinked, find_planhat_ids(planhat, model, bodies), strict=True):
+            if planhat_id:
+                known[pos] = planhat_id
     if dry_run:
         for pos in to_send:
             pipedrive_id = batch.ids[pos]
-            verb = "updated" if pipedrive_id in links else "created"
+            planhat_id = known.get(pos)
+            verb: Any = "updated" if planhat_id else "created"
+            if planhat_id is None:
+                result.created.add(f"{DRY_RUN_ID}{object_type}:{pipedrive_id}")
+                result.planhat_ids[pipedrive_id] = f"{DRY_RUN_ID}{object_type}:{pipedrive_id}"
             result.actions.append(
-                RunAction(object_type, "skipped", pipedrive_id, reason=f"dry run: would be {verb}")
+                RunAction(
+                    object_type, verb, pipedrive_id, planhat_id, reason=f"dry run: would be {verb}"
+                )
             )
         return result
 
-    upsert = planhat.bulk_upsert(model, [batch.records[pos] for pos in to_send])
+    upsert = planhat.bulk_upsert(
+        model, [_outgoing(model, batch.records[pos], known.get(pos)) for pos in to_send]
+    )
     result.requests = upsert.requests
-    saved: list[LinkRow] = []
+    saved: list[tuple[int, str | None, Any]] = []  # (position, Planhat id, outcome)
     for outcome in upsert.items:
         pos = to_send[outcome.index]
-        pipedrive_id, body = batch.ids[pos], batch.records[pos]
-        planhat_id = outcome.id or result.planhat_ids.get(pipedrive_id)
         if outcome.status in ("created", "updated", "unchanged"):
-            saved.append(LinkRow(pipedrive_id, planhat_id, body))
-            if planhat_id:
-                result.planhat_ids[pipedrive_id] = planhat_id
-            result.actions.append(RunAction(object_type, outcome.status, pipedrive_id, planhat_id))
+            saved.append((pos, outcome.id or known.get(pos), outcome.status))
         else:  # failed, or Planhat did not say (e.g. an end user it dropped): retried next run
-            reason = outcome.error or f"Planhat did not confirm saving this {model[:-1]}"
+            reason = outcome.error or f"Planhat did not confirm saving this {singular}"
             result.actions.append(
-                RunAction(object_type, "failed", pipedrive_id, planhat_id, reason=reason)
+                RunAction(object_type, "failed", batch.ids[pos], known.get(pos), reason=reason)
             )
     for message in upsert.unattributed_errors:
         result.actions.append(RunAction(object_type, "failed", reason=f"Planhat: {message}"))
-    if saved:
-        store.upsert_links(object_type, saved)
+
+    nameless = [i for i, (_, planhat_id, _) in enumerate(saved) if not planhat_id]
+    if nameless:
+        bodies = [batch.records[saved[i][0]] for i in nameless]
+        for i, planhat_id in zip(nameless, find_planhat_ids(planhat, model, bodies), strict=True):
+            saved[i] = (saved[i][0], planhat_id, saved[i][2])
+    rows: list[LinkRow] = []
+    for pos, planhat_id, status in saved:
+        pipedrive_id = batch.ids[pos]
+        if not planhat_id:
+            result.actions.append(
+                RunAction(
+                    object_type,
+                    "failed",
+                    pipedrive_id,
+                    reason=f"Planhat saved this {singular} without naming its id, and no "
+                    f"{singular} with sourceId {pipedrive_id} could be found; it is sent again "
+                    "next run",
+                )
+            )
+            continue
+        rows.append(LinkRow(pipedrive_id, planhat_id, batch.records[pos]))
+        result.planhat_ids[pipedrive_id] = planhat_id
+        if status == "created":
+            result.created.add(planhat_id)
+        result.actions.append(RunAction(object_type, status, pipedrive_id, planhat_id))
+    if rows:
+        store.upsert_links(object_type, rows)
     return result
 
 
@@ -174,6 +293,7 @@ def convert_and_push(
         if isinstance(note.get("org_id"), int):
             org_ids.add(note["org_id"])
     company_ids = company_ids_for(store, org_ids, companies)
+    fresh = companies.created if companies is not None else set()
     if mappings.receives("contacts"):
         results.append(
             push_mapped(
@@ -211,6 +331,7 @@ def convert_and_push(
                 ),
                 dry_run=dry_run,
                 force=force,
+                fresh_companies=fresh,
             )
         )
     return results
@@ -222,9 +343,6 @@ def convert_and_push(
 @task(
     name="convert and push to Planhat",
     cache_policy=NO_CACHE,
-    retries=2,
-    retry_delay_seconds=[5, 30],
-    retry_condition_fn=retry_transient,
 )
 def push_task(ctx: SyncContext, scope: Scope, force: bool = False) -> list[PushResult]:
     return convert_and_push(ctx.planhat, ctx.store, ctx.mappings, scope, force=force)

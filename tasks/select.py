@@ -131,7 +131,29 @@ def plan_scope(
 # -- Prefect tasks --------------------------------------------------------------------------------
 
 
+def missing_deal_skips(deal_ids: Iterable[int], licensed: Iterable[int]) -> list[RunAction]:
+    """A skip for each deal asked for by id that Pipedrive no longer has at all."""
+    kept = set(licensed)
+    return [
+        RunAction(
+            "deal",
+            "skipped",
+            pipedrive_id=deal_id,
+            reason=f"deal {deal_id} was not found in Pipedrive (deleted more than 30 days ago, "
+            "or not visible to the token's user)"
+            + (
+                "; its license is kept and no longer updated (nothing is deleted)"
+                if deal_id in kept
+                else ""
+            ),
+        )
+        for deal_id in sorted(deal_ids)
+    ]
+
+
 @task(name="select won deals", cache_policy=NO_CACHE)
 def select_task(ctx: SyncContext, fetched: Fetched) -> DealSelection:
-    licensed = ctx.store.links_for("deal", list(fetched.deals))
-    return select_won_deals(fetched.deals.values(), ctx.mappings, licensed)
+    licensed = ctx.store.links_for("deal", [*fetched.deals, *fetched.missing_deals])
+    selection = select_won_deals(fetched.deals.values(), ctx.mappings, licensed)
+    selection.skipped += missing_deal_skips(fetched.missing_deals, licensed)
+    return selection

@@ -10,8 +10,11 @@ Pure Python, no HTTP (`sandbox.planhat.app` serves it). Facts come from
   their related domains and slugs.
 * Bulk upsert matches on `_id`, then `sourceId`, then `externalId` (scoped to the item's
   company on company-owned models); an unmatched item creates a record when the model's
-  required fields are present. End users whose company cannot be resolved are dropped
-  silently, as Planhat does.
+  required fields are present. Conversations (notes) follow their own documented rule: an
+  update needs `_id`, so an item without one always creates a record, and their `sourceId`/
+  `externalId` are not unique (whether Planhat honours them as match keys there is
+  unverified: the sandbox takes the rule that makes a client's mistake visible, a duplicate).
+  End users whose company cannot be resolved are dropped silently, as Planhat does.
 * A write replaces the stored dict with a new one (copy on write), so a dict handed out for
   serialisation never changes under the serialiser; every store method runs under `lock`.
 """
@@ -511,6 +514,8 @@ class PlanhatStore:
         return slug
 
     def _check_unique(self, model: str, record: Record) -> None:
+        if model == "conversations":
+            return  # not match keys there: see the module docstring
         col = self.cols[model]
         rid = record["_id"]
         source = _key(record.get("sourceId"))
@@ -619,6 +624,8 @@ class PlanhatStore:
         return record, changed
 
     def _match(self, model: str, item: Record, company: str | None) -> Record | None:
+        if model == "conversations":
+            return None  # an update needs `_id` (matched by the caller): this is a create
         col = self.cols[model]
         source = _key(item.get("sourceId"))
         if source is not None and source in col.by_source:

@@ -63,6 +63,7 @@ def test_no_token_in_logs_exceptions_or_urls(
     transport = RecordingTransport()
     errors: list[BaseException] = []
     caplog.set_level(logging.DEBUG)  # the root: httpx, httpcore and ours
+    caplog.set_level(logging.DEBUG, logger="clients")  # (`flows` sets ours to INFO on import)
     sb.add_fault("pipedrive", route="/api/v2/stages", p_503=1.0)
     try:
         with PipedriveClient(

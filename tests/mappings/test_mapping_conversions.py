@@ -38,6 +38,27 @@ def test_empty_writes_nothing_and_null_writes_null(raw: Any, written: Any) -> No
     assert send_value(raw, make_converter("text")) == written
 
 
+@pytest.mark.parametrize(
+    "raw",
+    [
+        {"value": ""},  # an address Pipedrive holds as empty
+        {"value": "", "formatted_address": ""},
+        {"value": "", "country": "", "locality": ""},
+        {"country": "", "locality": ""},  # no `value`, every part empty
+        [{"value": "", "primary": True}],
+    ],
+)
+def test_empty_strings_inside_a_value_are_empty_too(raw: Any) -> None:
+    assert receive_value(raw, make_converter("address")) is ABSENT
+
+
+def test_an_address_set_or_cleared_still_writes() -> None:
+    address = make_converter("address")
+    assert receive_value({"value": "Hauptstr. 1, Berlin"}, address) == "Hauptstr. 1, Berlin"
+    assert receive_value({"value": None}, address) is None  # cleared: null
+    assert receive_value({"formatted_address": "Berlin"}, address) == "Berlin"
+
+
 def test_a_cleared_multi_option_field_is_null_on_both_sides() -> None:
     modules = make_converter("set", field_label="Modules", options=[{"id": 1, "label": "CRM"}])
     assert receive_value([], modules) is None  # Pipedrive [] → Planhat null
@@ -202,7 +223,7 @@ def test_set_labels_go_back_as_option_ids(value: Any, ids: Any) -> None:
              {"value": "work@x.example", "primary": True, "label": "work"}],
             "work@x.example",
         ),
-        ([{"value": "", "primary": True}], None),  # a v1 webhook's empty placeholder
+        ([{"value": "", "primary": True}], ABSENT),  # empty in its shape: writes nothing
         ([], None),  # no address any more: cleared
         ("lee@acme.example", "lee@acme.example"),
     ],
