@@ -5,7 +5,7 @@ free loopback ports once per test session. Tests that change its data or faults 
 they change (or use their own `Sandbox`).
 
 `prefect_harness`: a temporary Prefect API for flow tests, started once per session (it takes
-6-10 s; see ../shared/design.md §6).
+6-10 s; see docs/prefect.md).
 """
 
 from __future__ import annotations
