@@ -275,6 +275,11 @@ class HttpClient:
     def __repr__(self) -> str:
         return f"HttpClient(service={self.profile.name!r})"
 
+    @property
+    def secrets(self) -> tuple[str, ...]:
+        """The credentials this client sends (to scrub from whatever text may show them)."""
+        return self._secrets
+
     def close(self) -> None:
         self._client.close()
 

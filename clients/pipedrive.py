@@ -298,6 +298,11 @@ class PipedriveClient(Closing):
     def close(self) -> None:
         self._http.close()
 
+    @property
+    def secrets(self) -> tuple[str, ...]:
+        """The token this client sends, to scrub from log lines (never to show)."""
+        return self._http.secrets
+
     # -- the connection ------------------------------------------------------------------------
     def check_connection(self) -> PipedriveUser:
         """`GET /v1/users/me`: the token's user. A wrong token raises `AuthError` (401)."""

@@ -364,6 +364,11 @@ class PlanhatClient(Closing):
     def close(self) -> None:
         self._http.close()
 
+    @property
+    def secrets(self) -> tuple[str, ...]:
+        """The token this client sends, to scrub from log lines (never to show)."""
+        return self._http.secrets
+
     # -- reads ---------------------------------------------------------------------------------
     def get(self, model: str, key: str) -> Record:
         """One record by `_id`, `extid(...)` or `srcid(...)`; `NotFoundError` if none."""

@@ -19,13 +19,13 @@ import contextlib
 import json
 import math
 import os
-import re
 import sys
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Annotated, Any, NoReturn
 
 import typer
+from rich import box
 from rich.console import Console
 from rich.table import Table
 
@@ -42,9 +42,9 @@ app = typer.Typer(
     help=(
         "Pipedrive ⇄ Planhat sync on Prefect: won deals in the pipelines you select become "
         "Planhat licenses, with their companies, contacts and notes.\n\n"
-        "Start with [bold]pdsync demo[/bold] (no account needed). With your own accounts: "
-        "[bold]pdsync check[/bold], [bold]pdsync connect[/bold], [bold]pdsync sync --full[/bold]"
-        ", then [bold]pdsync serve[/bold] (or prefect deploy --all and a worker).\n\n"
+        "Start with **pdsync demo** (no account needed). With your own accounts: "
+        "**pdsync check**, **pdsync connect**, **pdsync sync --full**, then **pdsync serve** "
+        "(or prefect deploy --all and a worker).\n\n"
         "Every command reads the settings directory given by --settings DIR, else "
         "$PDSYNC_SETTINGS_DIR, else mappings/. Exit status: 0 done, 1 a run or connection "
         "failure, 2 a usage or settings error."
@@ -125,16 +125,26 @@ def errors_to_exit_status() -> Iterator[None]:
 _PLAIN_ERRORS = {"LookupError", "ServeError", "StoreUnavailableError", "StoreUrlError"}
 
 
-def _preflight(settings_dir: str | None) -> None:
-    """What can be checked before a flow starts, checked here: the files, the URLs and that the
-    tokens are set and well-formed (`SettingsError`, exit 2, before any run or Prefect start)."""
+def _preflight(settings_dir: str | None, *, resolve: bool = False) -> None:
+    """What can be checked before a flow starts, checked here, so that a command failing on its
+    settings writes nothing anywhere (no Prefect flow run, no state store): the files, the URLs
+    and that the tokens are set and well-formed; with `resolve`, also every pipeline and field
+    name against both accounts (the mappings compiled, as `pdsync check` does; reads only).
+    Raises `SettingsError` (exit 2) or the clients' errors (a refused token: exit 1)."""
     from mappings.account import connection_problems
     from mappings.errors import SettingsError
     from mappings.settings import load_settings
 
-    problems = connection_problems(load_settings(settings_dir))
+    settings = load_settings(settings_dir)
+    problems = connection_problems(settings)
     if problems["pipedrive"] or problems["planhat"]:
         raise SettingsError([*problems["pipedrive"], *problems["planhat"]])
+    if resolve:
+        from mappings.account import fetch_account, open_pipedrive, open_planhat
+        from mappings.resolve import compile_mappings
+
+        with open_pipedrive(settings) as pipedrive, open_planhat(settings) as planhat:
+            compile_mappings(settings, fetch_account(pipedrive, planhat))
 
 
 def _settings_arg(settings: Path | None) -> str | None:
@@ -146,14 +156,27 @@ def _settings_arg(settings: Path | None) -> str | None:
     return str(settings.absolute())
 
 
-def _quiet_prefect_console() -> None:
-    """In-process flow runs keep logging to the Prefect API (the UI shows every line), but the
-    terminal shows only this command's own output: a failure is reported once, by its message,
-    not also as the engine's traceback (set before Prefect is imported; PDSYNC_VERBOSE=1 shows
-    the log lines here too)."""
+#: seconds Prefect waits for its temporary local API (PREFECT_API_URL unset) to answer: a fresh
+#: PREFECT_HOME creates and migrates its database first, which outlasts Prefect's default 20 s
+#: on a small or busy machine
+EPHEMERAL_STARTUP_TIMEOUT_S = 120
+
+
+def _prefect_environment() -> None:
+    """Prefect's settings for flows run in this process (set before Prefect is imported; any
+    the user set wins). No telemetry (server analytics, the client's usage data, their notice)
+    and, when PREFECT_API_URL is unset, a temporary local API given time to create its
+    database. In-process flow runs keep logging to the Prefect API (the UI shows every line),
+    but the terminal shows only this command's own output: a failure is reported once, by its
+    message, not also as the engine's traceback (PDSYNC_VERBOSE=1 shows the log lines here
+    too)."""
     if not os.environ.get("PDSYNC_VERBOSE"):
         os.environ.setdefault("PREFECT_LOGGING_HANDLERS_CONSOLE_LEVEL", "CRITICAL")
     os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
+    os.environ.setdefault("DO_NOT_TRACK", "1")
+    os.environ.setdefault(
+        "PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS", str(EPHEMERAL_STARTUP_TIMEOUT_S)
+    )
 
 
 def _print_json(data: Any) -> None:
@@ -171,54 +194,61 @@ OBJECT_NAMES = {
 }
 
 
+def _compact_table(title: str) -> Table:
+    """A table that fits 80 columns: a rule under the headers, one space between columns."""
+    return Table(
+        title=title,
+        title_justify="left",
+        show_edge=False,
+        box=box.SIMPLE_HEAD,
+        pad_edge=False,
+        collapse_padding=True,
+    )
+
+
 def counts_table(report: dict[str, Any], title: str) -> Table:
-    table = Table(title=title, title_justify="left", show_edge=False)
-    table.add_column("records", no_wrap=True)
-    for action in ACTION_COLUMNS:
-        table.add_column(action, justify="right")
-    table.add_column("total", justify="right")
+    """Records per object and action, fit for 80 columns: the headers and numbers are never
+    cut, the conflict column shows only when a record was in conflict, and an object's name
+    wraps only when it must."""
     counts: dict[str, dict[str, int]] = report.get("counts") or {}
+    actions = [
+        a for a in ACTION_COLUMNS if a != "conflict" or any(r.get(a) for r in counts.values())
+    ]
+    table = _compact_table(title)
+    table.add_column("records", min_width=len("records"), overflow="fold")
+    for action in (*actions, "total"):
+        table.add_column(action, justify="right", no_wrap=True, min_width=len(action))
     for obj in sorted(
         counts, key=lambda o: list(OBJECT_NAMES).index(o) if o in OBJECT_NAMES else 9
     ):
         row = counts[obj]
         table.add_row(
             OBJECT_NAMES.get(obj, obj),
-            *[str(row.get(a, 0)) if row.get(a) else "·" for a in ACTION_COLUMNS],
+            *[str(row.get(a, 0)) if row.get(a) else "·" for a in actions],
             str(sum(row.values())),
         )
     if not counts:
-        table.add_row("nothing to do", *["·"] * (len(ACTION_COLUMNS) + 1))
+        table.add_row("nothing to do", *["·"] * (len(actions) + 1))
     return table
-
-
-_RECORD_ID = re.compile(r"\b(deal|organization|person|note|company|end user|license) \d+\b")
 
 
 def grouped_reasons(reasons: list[dict[str, Any]]) -> list[dict[str, Any]]:
     """The run's reasons with record ids replaced by # and equal ones summed ("deal 12 is lost,
-    not won" ×40 → one line of 40), most frequent first."""
-    groups: dict[tuple[str, str, str], int] = {}
-    for reason in reasons:
-        text = _RECORD_ID.sub(r"\1 #", reason.get("reason") or "")
-        key = (reason["object"], reason["action"], text)
-        groups[key] = groups.get(key, 0) + int(reason.get("count") or 0)
-    ordered = sorted(groups.items(), key=lambda item: (-item[1], item[0]))
-    return [{"object": o, "action": a, "reason": r, "count": n} for (o, a, r), n in ordered]
+    not won" ×40 → one line of 40), most frequent first: the grouping of the run's summary
+    artifact (`tasks.report.group_reasons`)."""
+    from tasks.reasons import group_reasons
+
+    return group_reasons(reasons)
 
 
 def reasons_table(report: dict[str, Any], limit: int = 12) -> Table | None:
     reasons = grouped_reasons(report.get("reasons") or [])
     if not reasons:
         return None
-    table = Table(
-        title="Why records were skipped, in conflict or failed",
-        title_justify="left",
-        show_edge=False,
-    )
-    table.add_column("count", justify="right")
-    table.add_column("record")
-    table.add_column("action")
+    table = _compact_table("Why records were skipped, in conflict or failed")
+    table.add_column("count", justify="right", no_wrap=True, min_width=len("count"))
+    table.add_column("record", no_wrap=True, min_width=len("record"))
+    table.add_column("action", no_wrap=True, min_width=len("action"))
     table.add_column("reason", overflow="fold")
     for reason in reasons[:limit]:
         table.add_row(
@@ -260,6 +290,7 @@ def run_sync_with_progress(
         TextColumn,
         TimeElapsedColumn,
     )
+    from rich.table import Column
 
     from flows.incremental_sync import incremental_sync
     from mappings.settings import load_settings
@@ -274,17 +305,17 @@ def run_sync_with_progress(
     ]
     progress = Progress(
         SpinnerColumn(finished_text="[green]✓[/green]"),
-        TextColumn("{task.description}"),
-        BarColumn(bar_width=30),
-        TextColumn("{task.fields[detail]}"),
-        TimeElapsedColumn(),
+        TextColumn("{task.description}", table_column=Column(no_wrap=True)),
+        # 80 columns hold the longest row (a stream, its bar, "12 pages · 5,678 records", time)
+        BarColumn(bar_width=max(8, min(30, console.width - 62))),
+        TextColumn("{task.fields[detail]}", table_column=Column(no_wrap=True)),
+        TimeElapsedColumn(table_column=Column(no_wrap=True, min_width=7)),
         console=console,
         transient=False,
     )
-    what = "everything" if full else "changes since the last run"
-    phase = progress.add_task(
-        f"Connecting; then reading {what} from Pipedrive", total=None, detail=""
-    )
+    what = "everything" if full else "the changes since the last run"
+    console.print(f"Syncing {what}: Pipedrive → Planhat", markup=False)
+    phase = progress.add_task("Connecting", total=None, detail="")
     rows: dict[str, Any] = {}
     done: set[str] = set()
 
@@ -293,12 +324,12 @@ def run_sync_with_progress(
         detail = f"{pages} page{'s' if pages != 1 else ''} · {read:,} records"
         if stream not in rows:
             rows[stream] = progress.add_task(f"  Pipedrive {stream}", total=None, detail=detail)
-            progress.update(phase, description=f"Reading {what} from Pipedrive")
+            progress.update(phase, description="Reading Pipedrive")
         if finished:
             progress.update(rows[stream], total=pages, completed=pages, detail=detail)
             done.add(stream)
             if set(streams) <= done:
-                progress.update(phase, description="Converting, enriching and pushing to Planhat")
+                progress.update(phase, description="Writing to Planhat")
         else:
             progress.update(rows[stream], completed=pages, detail=detail)
 
@@ -344,7 +375,7 @@ def check(
     pdsync check --sandbox                      # mappings/sandbox/ against a sandbox
     ```
     """
-    _quiet_prefect_console()
+    _prefect_environment()
     directory = _settings_arg(settings)
     with errors_to_exit_status():
         from mappings.settings import SANDBOX_DIR, load_settings
@@ -421,7 +452,7 @@ def connect(
     pdsync connect --force-check --json
     ```
     """
-    _quiet_prefect_console()
+    _prefect_environment()
     directory = _settings_arg(settings)
     with errors_to_exit_status():
         _preflight(directory)
@@ -475,10 +506,10 @@ def sync(
     pdsync sync --json | jq .counts
     ```
     """
-    _quiet_prefect_console()
+    _prefect_environment()
     directory = _settings_arg(settings)
     with errors_to_exit_status():
-        _preflight(directory)
+        _preflight(directory, resolve=True)
         if as_json:
             from flows.incremental_sync import incremental_sync
 
@@ -518,10 +549,10 @@ def resync(
     pdsync resync 64f1c0ffee0123456789abcd   # a Planhat company id
     ```
     """
-    _quiet_prefect_console()
+    _prefect_environment()
     directory = _settings_arg(settings)
     with errors_to_exit_status():
-        _preflight(directory)
+        _preflight(directory, resolve=True)
         from flows.company_resync import company_resync
 
         report = company_resync(company=company, settings_dir=directory)
@@ -596,6 +627,7 @@ def serve(
     """
     directory = _settings_arg(settings)
     os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
+    os.environ.setdefault("DO_NOT_TRACK", "1")
     with errors_to_exit_status():
         from deployments.serve import run_serve
 
@@ -708,7 +740,7 @@ def demo(
     pdsync demo --keep-running   # then explore the Prefect UI it prints
     ```
     """
-    _quiet_prefect_console()
+    _prefect_environment()
     directory = _settings_arg(settings)
     with errors_to_exit_status():
         from deployments.demo import run_demo

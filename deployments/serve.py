@@ -221,6 +221,7 @@ class LocalPrefectServer:
         env.update(
             PREFECT_HOME=str(self.home),
             PREFECT_SERVER_ANALYTICS_ENABLED="false",
+            DO_NOT_TRACK="1",
             PREFECT_SERVER_LOGGING_LEVEL="WARNING",
             **self._extra_env,
         )

@@ -3,11 +3,12 @@ organization, its persons, notes and won deals in selected pipelines, and pushes
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Annotated, Any
 
 from prefect import flow
 
 from flows.common import finish, open_context_task, run_id
+from flows.params import SettingsDir, form
 from tasks.enrich import enrich_task
 from tasks.fetch import fetch_company_task, resolve_company_task
 from tasks.push import push_task
@@ -20,7 +21,17 @@ from tasks.select import select_task
     description="Sync one company with Pipedrive now: its "
     "organization, persons, notes and won deals.",
 )
-def company_resync(company: str, settings_dir: str | None = None) -> dict[str, Any]:
+def company_resync(
+    company: Annotated[
+        str,
+        form(
+            "Company",
+            "A Planhat company id (24 hex characters, e.g. 64f1c0ffee0123456789abcd) or a "
+            "Pipedrive organization id (digits, e.g. 1042).",
+        ),
+    ],
+    settings_dir: SettingsDir = None,
+) -> dict[str, Any]:
     """`company`: a Planhat company id, or a Pipedrive organization id."""
     ctx = open_context_task(settings_dir)
     with finish(ctx):

@@ -4,10 +4,11 @@ receiver, and store the connection (fingerprint only). Run it when the URL or to
 from __future__ import annotations
 
 from dataclasses import asdict
-from typing import Any
+from typing import Annotated, Any
 
 from prefect import flow
 
+from flows.params import SettingsDir, form
 from mappings.account import open_pipedrive
 from mappings.settings import load_settings
 from store import StateStore
@@ -15,7 +16,17 @@ from tasks.connect import connect_task
 
 
 @flow(name="connect", description="Check the Pipedrive connection and ensure its webhook.")
-def connect(settings_dir: str | None = None, force_check: bool = False) -> dict[str, Any]:
+def connect(
+    force_check: Annotated[
+        bool,
+        form(
+            "Test the token again",
+            "Test the Pipedrive token even if it did not change since the last check (it is "
+            "always tested when it changed).",
+        ),
+    ] = False,
+    settings_dir: SettingsDir = None,
+) -> dict[str, Any]:
     settings = load_settings(settings_dir)
     with open_pipedrive(settings) as pipedrive, StateStore(settings.store_url) as store:
         result = connect_task(settings, pipedrive, store, force_check)

@@ -4,11 +4,12 @@ converge to the deal's current state (design §2.6)."""
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Annotated, Any
 
 from prefect import flow
 
 from flows.common import finish, open_context_task, run_id
+from flows.params import SettingsDir, form
 from tasks.enrich import enrich_task
 from tasks.fetch import fetch_deals_task
 from tasks.inbox import claim_notification_task, notification_done_task
@@ -23,7 +24,23 @@ from tasks.select import select_task
     "end users and notes (when won in a selected pipeline).",
 )
 def deal_sync(
-    deal_id: int, settings_dir: str | None = None, inbox_key: str | None = None
+    deal_id: Annotated[
+        int,
+        form(
+            "Pipedrive deal id",
+            "The deal to sync (its id in Pipedrive, e.g. 1042). A webhook run gets it from the "
+            "deal's notification.",
+        ),
+    ],
+    inbox_key: Annotated[
+        str | None,
+        form(
+            "Notification (optional)",
+            "Set by the webhook trigger: the stored notification that started the run, marked "
+            "done when the run succeeds. Leave empty for a run started by hand.",
+        ),
+    ] = None,
+    settings_dir: SettingsDir = None,
 ) -> dict[str, Any]:
     """`deal_id`: the deal to sync; `inbox_key`: the stored notification that started the run
     (the receiver's trigger passes it), marked done when the run succeeded."""

@@ -6,11 +6,12 @@ push succeeded."""
 from __future__ import annotations
 
 from datetime import UTC, datetime
-from typing import Any
+from typing import Annotated, Any
 
 from prefect import flow
 
 from flows.common import finish, open_context_task, run_id
+from flows.params import SettingsDir, form
 from tasks.connect import check_webhook_task
 from tasks.enrich import enrich_task
 from tasks.fetch import fetch_changed_task
@@ -25,7 +26,17 @@ from tasks.select import select_task
     description="Everything changed in Pipedrive since the last "
     "run (full=True: everything), into Planhat.",
 )
-def incremental_sync(full: bool = False, settings_dir: str | None = None) -> dict[str, Any]:
+def incremental_sync(
+    full: Annotated[
+        bool,
+        form(
+            "Full backfill",
+            'Read everything from Pipedrive (the first backfill, "Fetch All"), not only what '
+            "changed since the last run. Records unchanged in Planhat are not written again.",
+        ),
+    ] = False,
+    settings_dir: SettingsDir = None,
+) -> dict[str, Any]:
     started = datetime.now(UTC)
     ctx = open_context_task(settings_dir, fresh_account=True)
     with finish(ctx):

@@ -18,6 +18,7 @@ from typing import Literal
 from prefect import task
 from prefect.cache_policies import NO_CACHE
 
+from tasks import steplog
 from tasks.context import SyncContext
 from tasks.fetch import Fetched, fetch_deal_relations
 from tasks.select import DealSelection, Scope, plan_scope
@@ -66,4 +67,6 @@ def enrich_task(
     mode: Mode,
     extra_orgs: list[int] | None = None,
 ) -> Scope:
-    return enrich(ctx, fetched, selection, mode, extra_orgs or ())
+    scope = enrich(ctx, fetched, selection, mode, extra_orgs or ())
+    steplog.scoped(scope)
+    return scope

@@ -28,6 +28,7 @@ from clients import PipedriveClient
 from clients.pipedrive import PAGE_SIZE, ReadStart
 from mappings.resolve import Mappings
 from mappings.values import parse_time
+from tasks import steplog
 from tasks.context import SyncContext
 
 log = logging.getLogger(__name__)
@@ -249,6 +250,7 @@ def fetch_deals_task(ctx: SyncContext, deal_ids: Sequence[int]) -> Fetched:
     fetched = Fetched()
     if ctx.mappings.receives("deals"):
         fetch_deals_by_id(ctx.pipedrive, deal_ids, fetched)
+    steplog.fetched_records(fetched, ", ".join(f"deal {i}" for i in list(deal_ids)[:5]))
     return fetched
 
 
@@ -264,6 +266,8 @@ def fetch_changed_task(ctx: SyncContext, full: bool) -> Fetched:
         cursor = None if full else ctx.store.get_cursor(STREAMS[section])
         since = since_with_overlap(cursor.value if cursor else None, overlap)
         fetch_changed(ctx.pipedrive, section, since, fetched)
+    streams = [STREAMS[s] for s in receiving_sections(ctx.mappings)]
+    steplog.fetched_changed(fetched, streams, full=full)
     return fetched
 
 
@@ -286,6 +290,7 @@ def fetch_company_task(ctx: SyncContext, org_id: int) -> Fetched:
             f"Pipedrive has no organization {org_id} (deleted, or not visible to the token's "
             "user): nothing to resync"
         )
+    steplog.fetched_records(fetched, f"organization {org_id} and its deals")
     return fetched
 
 

@@ -44,6 +44,7 @@ from mappings.engine import (
 from mappings.resolve import Mappings
 from store import StateStore
 from store.records import LinkRow, RunAction, values_hash
+from tasks import steplog
 from tasks.context import SyncContext
 from tasks.select import Scope
 
@@ -345,4 +346,6 @@ def convert_and_push(
     cache_policy=NO_CACHE,
 )
 def push_task(ctx: SyncContext, scope: Scope, force: bool = False) -> list[PushResult]:
-    return convert_and_push(ctx.planhat, ctx.store, ctx.mappings, scope, force=force)
+    results = convert_and_push(ctx.planhat, ctx.store, ctx.mappings, scope, force=force)
+    steplog.pushed(results, dry_run=ctx.dry_run)
+    return results

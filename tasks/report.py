@@ -1,8 +1,10 @@
 """Report and commit: the run log, the run's Prefect artifacts, and the cursors.
 
 Every run logs an action per record it considered (created, updated, unchanged, skipped with
-why, failed with Planhat's message) in the state store, and publishes two Prefect artifacts: a
-table of counts per object and action, and a table of the skips and failures with reasons.
+why, failed with Planhat's message) in the state store, and publishes three Prefect artifacts:
+`sync-summary` (counts per object and action, the reasons grouped with how many records each,
+and a link to the full list), `sync-counts` (the counts as a table) and
+`sync-skips-and-failures` (every skipped, conflicting or failed record with its ids and reason).
 
 Cursors move only after the push succeeded (design §3): a stream's cursor advances to the newest
 `update_time` read only when none of that stream's records failed; otherwise the next run reads
@@ -24,6 +26,7 @@ from store.records import RunAction, RunReport
 from tasks.context import SyncContext
 from tasks.fetch import STREAMS, Fetched
 from tasks.push import PushResult
+from tasks.reasons import ACTION_ORDER, OBJECT_LABELS, group_reasons
 from tasks.select import Scope
 
 log = logging.getLogger(__name__)
@@ -60,24 +63,102 @@ def all_actions(scope: Scope, results: Sequence[PushResult]) -> list[RunAction]:
     return actions
 
 
-def summary_markdown(title: str, report: RunReport, *, dry_run: bool) -> str:
+def report_reasons(report: RunReport) -> list[dict[str, Any]]:
+    """The run's skips, conflicts and failures grouped by reason (`group_reasons`)."""
+    return group_reasons(
+        {"object": r.object_type, "action": r.action, "reason": r.reason, "count": r.count}
+        for r in report.reasons
+    )
+
+
+# -- the run's artifacts --------------------------------------------------------------------------
+
+SUMMARY_KEY = "sync-summary"
+COUNTS_KEY = "sync-counts"
+PROBLEMS_KEY = "sync-skips-and-failures"
+#: the most records the skips-and-failures table lists (the run log in the store has them all)
+FULL_LIST_LIMIT = 10_000
+#: the most grouped reasons the summary shows (the rest: in the full list)
+SUMMARY_REASONS = 50
+
+
+def _cell(text: Any) -> str:
+    return str(text).replace("|", "\\|").replace("\n", " ")
+
+
+def _objects(report: RunReport) -> list[str]:
+    order = list(OBJECT_LABELS)
+    return sorted(report.counts, key=lambda o: (order.index(o) if o in order else 9, o))
+
+
+def problems_link(artifact_id: Any | None) -> str:
+    """Where the full list of skips and failures is: a link to its artifact in the Prefect UI
+    when the UI's URL is known, else its key (the run's Artifacts tab)."""
+    name = f"artifact `{PROBLEMS_KEY}`"
+    if artifact_id is None:
+        return f"{name} (this run's Artifacts tab)"
+    try:
+        from prefect.settings import PREFECT_UI_URL
+
+        ui_url = PREFECT_UI_URL.value()
+    except Exception:  # noqa: BLE001 - a link is a convenience
+        ui_url = None
+    if not ui_url:
+        return f"{name} (this run's Artifacts tab)"
+    return f"[{name}]({str(ui_url).rstrip('/')}/artifacts/artifact/{artifact_id})"
+
+
+def summary_markdown(
+    title: str, report: RunReport, *, dry_run: bool, problems_at: str | None = None
+) -> str:
+    """The run's summary: records per object and action, then every reason for a skip, a
+    conflict or a failure with how many records it concerns, and where the full list is."""
     lines = [f"# {title}{' (dry run: nothing written)' if dry_run else ''}", ""]
-    rows = report.counts_table()
-    if not rows:
-        lines.append("Nothing to do.")
-    for row in rows:
-        parts = [
-            f"{row[a]} {a}"
-            for a in ("created", "updated", "unchanged", "skipped", "conflict", "failed")
-            if row.get(a)
+    objects = _objects(report)
+    if not objects:
+        lines.append("Nothing to do: no record to write, skip or report.")
+    else:
+        lines += [
+            "| records | " + " | ".join(ACTION_ORDER) + " | total |",
+            "| --- | " + " | ".join("---:" for _ in ACTION_ORDER) + " | ---: |",
         ]
-        lines.append(f"* **{row['object']}**: {', '.join(parts) or 'none'}")
-    if report.reasons:
-        lines += ["", "## Why records were skipped or failed", ""]
-        for reason in report.reasons[:20]:
+        for obj in objects:
+            row = report.counts[obj]
+            cells = [str(row.get(a, 0)) if row.get(a) else "·" for a in ACTION_ORDER]
+            label = OBJECT_LABELS.get(obj, obj)
+            lines.append(f"| **{label}** | " + " | ".join(cells) + f" | {sum(row.values())} |")
+    reasons = report_reasons(report)
+    if reasons:
+        total = report.problems_total
+        lines += [
+            "",
+            f"## Why records were skipped, in conflict or failed ({total:,} "
+            f"record{'s' if total != 1 else ''}, {len(reasons)} "
+            f"reason{'s' if len(reasons) != 1 else ''})",
+            "",
+            "| records | object | action | reason |",
+            "| ---: | --- | --- | --- |",
+        ]
+        for reason in reasons[:SUMMARY_REASONS]:
             lines.append(
-                f"* {reason.count} × {reason.object_type} {reason.action}: {reason.reason}"
+                f"| {reason['count']} | {reason['object']} | {reason['action']} | "
+                f"{_cell(reason['reason'])} |"
             )
+        rest = reasons[SUMMARY_REASONS:]
+        if rest:
+            n = sum(r["count"] for r in rest)
+            lines.append(f"| {n} | | | … and {len(rest)} more reasons (in the full list) |")
+        where = problems_at or f"artifact `{PROBLEMS_KEY}`"
+        listed = len(report.problems)
+        if listed < total:
+            lines += [
+                "",
+                f"The full list, one row per record: {where} (the first {listed:,} of "
+                f"{total:,}; the state store's run log holds every one, run id "
+                f"`{report.run_id}`).",
+            ]
+        else:
+            lines += ["", f"The full list, one row per record ({total:,}): {where}."]
     return "\n".join(lines)
 
 
@@ -90,26 +171,52 @@ def publish_report(
     dry_run: bool,
     artifacts: bool = True,
 ) -> RunReport:
-    """Log the actions and publish the run's artifacts; returns the report."""
+    """Log the actions and publish the run's artifacts; returns the report.
+
+    Artifacts: `sync-skips-and-failures`, a table of every skipped, conflicting or failed
+    record with its ids and reason (up to `FULL_LIST_LIMIT` rows, and the summary says so
+    when there are more); `sync-counts`, records per object and action; `sync-summary`, both
+    in short with the reasons grouped and counted, and a link to the full list."""
     store.log_actions(run_id, actions)
-    report = store.run_report(run_id)
+    report = store.run_report(run_id, problem_limit=FULL_LIST_LIMIT)
     if artifacts:
+        problems_id = create_table_artifact(
+            key=PROBLEMS_KEY,
+            table=report.problems_table() or [{"object": "-", "reason": "none"}],
+            description=f"{title}: every record skipped, in conflict or failed, with why",
+        )
+        create_table_artifact(
+            key=COUNTS_KEY,
+            table=report.counts_table() or [{"object": "-", "total": 0}],
+            description=f"{title}: records per object and action",
+        )
         create_markdown_artifact(
-            key="sync-summary",
-            markdown=summary_markdown(title, report, dry_run=dry_run),
+            key=SUMMARY_KEY,
+            markdown=summary_markdown(
+                title, report, dry_run=dry_run, problems_at=problems_link(problems_id)
+            ),
             description=title,
         )
-        create_table_artifact(
-            key="sync-counts",
-            table=report.counts_table() or [{"object": "-", "total": 0}],
-            description="records per object and action",
-        )
-        create_table_artifact(
-            key="sync-skips-and-failures",
-            table=report.problems_table() or [{"object": "-", "reason": "none"}],
-            description="every record skipped or failed, with the reason",
+    log.info("%s%s: %s", title, " (dry run)" if dry_run else "", counts_line(report))
+    for reason in report_reasons(report)[:10]:
+        log.info(
+            "  %d × %s %s: %s",
+            reason["count"],
+            reason["object"],
+            reason["action"],
+            reason["reason"],
         )
     return report
+
+
+def counts_line(report: RunReport) -> str:
+    """The counts in one line: "deals → licenses: 1 created, 4 skipped; ..."."""
+    parts = []
+    for obj in _objects(report):
+        row = report.counts[obj]
+        done = ", ".join(f"{row[a]} {a}" for a in ACTION_ORDER if row.get(a))
+        parts.append(f"{OBJECT_LABELS.get(obj, obj)}: {done or 'none'}")
+    return "; ".join(parts) or "nothing to do"
 
 
 def report_counts(report: RunReport) -> dict[str, Any]:

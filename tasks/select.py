@@ -24,6 +24,7 @@ from prefect.cache_policies import NO_CACHE
 from mappings.engine import note_in_scope, select_deals
 from mappings.resolve import Mappings
 from store.records import RunAction
+from tasks import steplog
 from tasks.context import SyncContext
 from tasks.fetch import Fetched
 
@@ -156,4 +157,5 @@ def select_task(ctx: SyncContext, fetched: Fetched) -> DealSelection:
     licensed = ctx.store.links_for("deal", [*fetched.deals, *fetched.missing_deals])
     selection = select_won_deals(fetched.deals.values(), ctx.mappings, licensed)
     selection.skipped += missing_deal_skips(fetched.missing_deals, licensed)
+    steplog.selected(selection)
     return selection

@@ -81,6 +81,14 @@ def test_each_command_help_has_examples_and_the_settings_option(command: str) ->
     assert code == 0
     assert "Examples" in out and f"pdsync {command}" in out
     assert "--settings" in out
+    assert "[bold]" not in out and "[/" not in out and "**" not in out
+
+
+def test_help_shows_no_literal_markup() -> None:
+    code, out, _ = run("--help")
+    assert code == 0
+    assert "[bold]" not in out and "[/bold]" not in out and "**" not in out
+    assert "Start with pdsync demo" in " ".join(out.split())
 
 
 def test_no_command_shows_help_and_an_unknown_option_is_a_usage_error() -> None:
@@ -190,9 +198,21 @@ def test_connect_with_a_malformed_token_is_a_settings_error(
 def test_sync_full_shows_pages_and_a_summary_table_then_sync_finds_nothing_new(
     sb: Sandbox, settings: Path
 ) -> None:
-    code, out, err = run("sync", "--full", "--settings", str(settings))
+    code, out, err = run("sync", "--full", "--settings", str(settings))  # 80 columns
     assert code == 0, err
     assert "Pipedrive deals" in out and "records" in out and "page" in out
+    assert "…" not in out  # no header, number or time cut to fit
+    headers = next(line for line in out.splitlines() if line.startswith("records "))
+    assert headers.split() == [
+        "records",
+        "created",
+        "updated",
+        "unchanged",
+        "skipped",
+        "failed",
+        "total",
+    ]  # fmt: skip (conflict: only when a record was in conflict)
+    assert max(len(line) for line in out.splitlines()) <= 80
     assert "Full backfill" in out and "deals → licenses" in out
     assert "Why records were skipped" in out and "not won" in out
     licenses = sb.planhat.records("licenses")
@@ -202,6 +222,95 @@ def test_sync_full_shows_pages_and_a_summary_table_then_sync_finds_nothing_new(
     report = json.loads(out)
     assert "created" not in report["counts"].get("deal", {})
     assert len(sb.planhat.records("licenses")) == len(licenses)
+
+
+def test_the_counts_table_fits_80_columns_and_shows_conflicts_only_when_there_are() -> None:
+    from rich.console import Console
+
+    from deployments.cli import counts_table
+
+    report = {"counts": {"organization": {"created": 12345, "failed": 2},
+                         "person": {"updated": 7}, "deal": {"skipped": 3}}}  # fmt: skip
+    console = Console(width=80, record=True)
+    console.print(counts_table(report, "Full backfill"))
+    text = console.export_text()
+    assert "organizations → companies" in text and "…" not in text
+    assert "conflict" not in text and "12345" in text
+    report["counts"]["deal"]["conflict"] = 1
+    console = Console(width=80, record=True)
+    console.print(counts_table(report, "Full backfill"))
+    text = console.export_text()
+    header = next(line for line in text.splitlines() if line.startswith("records"))
+    assert header.split()[1:] == [
+        "created", "updated", "unchanged", "skipped", "conflict", "failed", "total"
+    ]  # fmt: skip
+    assert "…" not in text and max(len(line) for line in text.splitlines()) <= 80
+
+
+def _flow_run_count() -> int:
+    from prefect.client.orchestration import get_client
+
+    with get_client(sync_client=True) as client:
+        return len(client.read_flow_runs(limit=200))
+
+
+@pytest.mark.usefixtures("prefect_harness")
+@pytest.mark.parametrize("command", [("sync",), ("sync", "--full"), ("resync", "1")])
+def test_a_settings_error_found_against_the_accounts_writes_nothing_anywhere(
+    sb: Sandbox, settings: Path, command: tuple[str, ...]
+) -> None:
+    from mappings.settings import load_settings
+
+    _break(settings, "- New business", "- New busyness")
+    store = Path(load_settings(settings).store_url.removeprefix("sqlite:///"))
+    runs = _flow_run_count()
+    code, out, err = run(*command, "--settings", str(settings))
+    assert code == 2, err
+    assert "New busyness" in err and "nothing ran" in err
+    assert _flow_run_count() == runs  # no flow run, not even a failed one
+    assert not store.exists()  # no state store
+    assert sb.planhat.records("licenses") == [] and sb.planhat.records("companies") == []
+
+
+def test_the_cli_gives_prefect_time_to_start_and_no_telemetry(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from prefect.settings import Settings
+
+    from deployments.cli import EPHEMERAL_STARTUP_TIMEOUT_S, _prefect_environment
+
+    keys = ("PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS", "DO_NOT_TRACK",
+            "PREFECT_SERVER_ANALYTICS_ENABLED", "PDSYNC_VERBOSE")  # fmt: skip
+    for key in keys:  # set, then removed: monkeypatch puts back whatever was there
+        monkeypatch.setenv(key, "x")
+        monkeypatch.delenv(key)
+    assert Settings().server.ephemeral.startup_timeout_seconds == 20  # Prefect's default
+    _prefect_environment()
+    settings = Settings()
+    assert settings.server.ephemeral.startup_timeout_seconds == EPHEMERAL_STARTUP_TIMEOUT_S >= 120
+    assert settings.server.analytics_enabled is False
+    from prefect._internal.analytics.enabled import is_telemetry_enabled
+
+    assert is_telemetry_enabled() is False
+    monkeypatch.setenv("PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS", "300")
+    _prefect_environment()
+    assert Settings().server.ephemeral.startup_timeout_seconds == 300  # the user's value wins
+
+
+@pytest.mark.slow
+def test_connect_with_a_fresh_prefect_home_and_no_api_url_starts_prefect_quietly(
+    sb: Sandbox, settings: Path, tmp_path: Path
+) -> None:
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("PREFECT_", "DO_NOT_TRACK"))}
+    env.update(PREFECT_HOME=str(tmp_path / "fresh-prefect-home"), PYTHONUNBUFFERED="1")
+    done = subprocess.run(  # noqa: S603 - our own interpreter
+        [sys.executable, "-m", "deployments.cli", "connect", "--settings", str(settings)],
+        capture_output=True, text=True, env=env, timeout=280,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    assert "Webhook    created" in done.stdout
+    assert "telemetry" not in done.stderr.lower() and "Traceback" not in done.stderr
+    assert (tmp_path / "fresh-prefect-home" / "prefect.db").exists()  # the temporary API ran
 
 
 @pytest.mark.usefixtures("prefect_harness")

@@ -94,6 +94,8 @@ def test_serve_builds_the_four_deployments_with_trigger_schedule_and_limits(
     schema = resync._parameter_openapi_schema.model_dump()
     assert schema["required"] == ["company"]  # the UI's Run form asks for the company
     assert schema["properties"]["company"]["type"] == "string"
+    assert schema["properties"]["company"]["title"] == "Company"
+    assert "Pipedrive organization id" in schema["properties"]["company"]["description"]
     assert not built["connect"].triggers and not built["connect"].schedules
 
 
@@ -125,6 +127,35 @@ def test_prefect_yaml_loads_with_prefects_own_loader_and_matches_serve() -> None
     assert inc["schedules"][0]["cron"] == shipped.cron  # in step with integration.yaml
     assert inc["schedules"][0]["timezone"] == shipped.timezone
     assert inc["concurrency_limit"]["limit"] == 1
+
+
+@pytest.mark.parametrize("loader", ["flow", "source"])
+def test_every_parameter_has_a_title_and_a_description_in_the_run_form(loader: str) -> None:
+    """What the Prefect UI's Run form shows, built the ways Prefect builds it: from the flow
+    (prefect deploy, pdsync serve) or from the entrypoint's source."""
+    from prefect.flows import load_flow_from_entrypoint
+    from prefect.utilities.callables import parameter_schema, parameter_schema_from_entrypoint
+
+    raw = yaml.safe_load((REPO / "prefect.yaml").read_text())
+    for config in raw["deployments"]:
+        entrypoint = str(REPO / config["entrypoint"])
+        if loader == "flow":
+            schema = parameter_schema(load_flow_from_entrypoint(entrypoint))
+        else:
+            schema = parameter_schema_from_entrypoint(entrypoint)
+        form = schema.model_dump_for_openapi()
+        props = form["properties"]
+        for name, prop in props.items():
+            assert prop["title"] != name and len(prop.get("description") or "") > 20, (name, prop)
+        last = max(props, key=lambda n: props[n]["position"])
+        assert last == "settings_dir", config["name"]  # optional, at the end of the form
+        assert "settings_dir" not in form.get("required", [])
+        assert "PDSYNC_SETTINGS_DIR" in props["settings_dir"]["description"]
+        if config["name"] == "company-resync":
+            company = props["company"]
+            assert form["required"] == ["company"] and company["type"] == "string"
+            assert "Planhat company id" in company["description"]
+            assert "Pipedrive organization id" in company["description"]
 
 
 def test_the_receiver_listens_where_a_loopback_public_url_says_else_on_8713(
@@ -284,6 +315,23 @@ def test_a_deal_won_in_pipedrive_becomes_a_license_through_webhook_event_and_tri
                 report = store.run_report(run["id"])
                 assert report.counts["deal"] == {"created": 1}
             assert len(deal_sync_runs(api)) == 1  # one notification, one run
+
+            # the run's log (Prefect UI, Logs tab) has the product's lines, no token
+            def product_lines() -> str | None:
+                answer = api.post(
+                    "/logs/filter", json={"logs": {"flow_run_id": {"any_": [run["id"]]}}}
+                )
+                lines = [
+                    line["message"]
+                    for line in answer.json()
+                    if line["name"].startswith(("flows.", "tasks."))
+                ]
+                text = "\n".join(lines)
+                return text if "deals → licenses: 1 created" in text else None
+
+            text = _wait("no product line in the run's log", product_lines, log=log)
+            assert f"read from Pipedrive (deal {deal['id']})" in text, text
+            assert sb.pipedrive_token not in text and sb.planhat_token not in text
 
             pgid = process.pid
             process.send_signal(signal.SIGTERM)
