@@ -43,6 +43,7 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from email.utils import parsedate_to_datetime
 from typing import Any, Self
+from urllib.parse import urlsplit
 
 import httpx
 import orjson
@@ -74,6 +75,18 @@ _NOT_SENT = (httpx.ConnectError, httpx.ConnectTimeout, httpx.PoolTimeout)
 # Transport failures worth retrying at all (for idempotent requests).
 _TRANSIENT = (httpx.TimeoutException, httpx.NetworkError, httpx.RemoteProtocolError)
 _DETAIL_MAX = 300
+#: the hosts that are this machine (the sandbox, a local receiver): the one loopback rule
+LOOPBACK_HOSTS = frozenset({"127.0.0.1", "localhost", "::1"})
+
+
+def is_loopback_url(url: str | None) -> bool:
+    """Whether `url` points at this machine (plain http is accepted only there)."""
+    try:
+        return (urlsplit(url or "").hostname or "").lower() in LOOPBACK_HOSTS
+    except ValueError:
+        return False
+
+
 #: how long a connection may take to open: an unreachable host is noticed within it
 CONNECT_TIMEOUT_S = 5.0
 

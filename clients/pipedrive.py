@@ -32,6 +32,7 @@ from pydantic import BaseModel, ConfigDict
 
 from clients.errors import ApiError, InvalidSettingError, NotFoundError
 from clients.http import (
+    LOOPBACK_HOSTS,
     Clock,
     Closing,
     HttpClient,
@@ -85,7 +86,6 @@ PIPEDRIVE = ServiceProfile(
 _URL_EXAMPLE = "https://yourcompany.pipedrive.com (optionally followed by /v1)"
 _SUFFIXES = ("", "/v1", "/api/v1", "/api/v2")
 _LABEL = re.compile(r"^[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?$")
-_LOCAL_HOSTS = frozenset({"127.0.0.1", "localhost", "::1"})
 
 
 def _time_window(
@@ -165,7 +165,7 @@ def parse_company_url(url: str, *, allow_local_http: bool = False) -> PipedriveU
     suffix = parts.path.rstrip("/").lower()
     if suffix not in _SUFFIXES:
         raise refuse("after the host it may only have /v1, /api/v1 or /api/v2")
-    local = allow_local_http and host in _LOCAL_HOSTS and parts.scheme in ("http", "https")
+    local = allow_local_http and host in LOOPBACK_HOSTS and parts.scheme in ("http", "https")
     if local:
         netloc = f"[{host}]" if ":" in host else host
         origin = f"{parts.scheme}://{netloc}" + (f":{port}" if port else "")

@@ -33,6 +33,7 @@ from pydantic import BaseModel, ConfigDict
 
 from clients.errors import ApiError, BadRequestError, InvalidSettingError
 from clients.http import (
+    LOOPBACK_HOSTS,
     Clock,
     Closing,
     HttpClient,
@@ -68,7 +69,6 @@ PLANHAT = ServiceProfile(
 )
 
 _MODEL = re.compile(r"^[a-z][a-zA-Z]*$")
-_LOCAL_HOSTS = frozenset({"127.0.0.1", "localhost", "::1"})
 _URL_EXAMPLE = "https://api.planhat.com or your region's host, e.g. https://api-eu3.planhat.com"
 
 Status = Literal["created", "updated", "unchanged", "failed", "unknown"]
@@ -127,7 +127,7 @@ def parse_base_url(url: str, *, allow_local_http: bool = False) -> str:
             f"The Planhat API URL is not a valid URL. Use {_URL_EXAMPLE}."
         ) from None
     shown = f"{parts.scheme}://{host}" if parts.scheme and host else "The URL given"
-    local = allow_local_http and host in _LOCAL_HOSTS and parts.scheme in ("http", "https")
+    local = allow_local_http and host in LOOPBACK_HOSTS and parts.scheme in ("http", "https")
     bad = (
         parts.query
         or parts.fragment

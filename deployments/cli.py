@@ -29,6 +29,8 @@ from rich import box
 from rich.console import Console
 from rich.table import Table
 
+from clients.http import is_loopback_url
+
 EXIT_OK = 0
 EXIT_FAILURE = 1
 EXIT_USAGE = 2
@@ -687,7 +689,7 @@ def _sandbox_args_from_settings(directory: str | None, args: list[str]) -> list[
     ):
         parts = urlsplit(url)
         given = any(a == flag or a.startswith(flag + "=") for a in args)
-        if not given and parts.hostname in ("127.0.0.1", "localhost") and parts.port:
+        if not given and is_loopback_url(url) and parts.port:
             extra += [flag, str(parts.port)]
     for flag, env in (
         ("--pipedrive-token", conn.pipedrive.token_env),

@@ -46,6 +46,8 @@ from urllib.parse import urlsplit
 
 import httpx
 
+from clients.http import is_loopback_url
+
 if TYPE_CHECKING:
     from fastapi import FastAPI
     from prefect.deployments.runner import RunnerDeployment
@@ -495,7 +497,7 @@ def receiver_address(settings: Settings, host: str | None, port: int | None) -> 
     default_port = RECEIVER_PORT
     if public:
         parts = urlsplit(public)
-        if parts.hostname in ("127.0.0.1", "localhost") and parts.port:
+        if is_loopback_url(public) and parts.port:
             default_port = parts.port
     return ReceiverAddress(host or RECEIVER_HOST, port if port is not None else default_port)
 

@@ -21,6 +21,7 @@ from clients import (
     check_token,
     parse_company_url,
 )
+from clients.http import is_loopback_url
 from clients.planhat import parse_base_url
 from mappings.errors import Problem, SettingsError
 from mappings.resolve import Account
@@ -42,14 +43,6 @@ __all__ = [
 
 #: The shipped integration.yaml's placeholder company URL: it must be replaced.
 PLACEHOLDER_HOST = "yourcompany.pipedrive.com"
-_LOOPBACK = frozenset({"127.0.0.1", "localhost", "::1"})
-
-
-def _is_loopback(url: str) -> bool:
-    try:
-        return (urlsplit(url).hostname or "").lower() in _LOOPBACK
-    except ValueError:
-        return False
 
 
 def connection_problems(settings: Settings) -> dict[str, list[Problem]]:
@@ -75,13 +68,13 @@ def connection_problems(settings: Settings) -> dict[str, list[Problem]]:
         )
     else:
         try:
-            parse_company_url(url, allow_local_http=_is_loopback(url))
+            parse_company_url(url, allow_local_http=is_loopback_url(url))
         except InvalidSettingError as exc:
             found["pipedrive"].append(Problem(where, f"connection.pipedrive.company_url: {exc}"))
     url = conn.planhat.base_url
     where = settings.locate(INTEGRATION_FILE, ("connection", "planhat", "base_url"))
     try:
-        parse_base_url(url, allow_local_http=_is_loopback(url))
+        parse_base_url(url, allow_local_http=is_loopback_url(url))
     except InvalidSettingError as exc:
         found["planhat"].append(Problem(where, f"connection.planhat.base_url: {exc}"))
     for service, read, check in (
@@ -109,7 +102,7 @@ def open_pipedrive(settings: Settings, **client_options: Any) -> PipedriveClient
         raise SettingsError(problems)
     url = settings.integration.connection.pipedrive.company_url
     return PipedriveClient(
-        url, pipedrive_token(settings), allow_local_http=_is_loopback(url), **client_options
+        url, pipedrive_token(settings), allow_local_http=is_loopback_url(url), **client_options
     )
 
 
@@ -120,7 +113,10 @@ def open_planhat(settings: Settings, **client_options: Any) -> PlanhatClient:
         raise SettingsError(problems)
     url = settings.integration.connection.planhat.base_url
     return PlanhatClient(
-        planhat_token(settings), base_url=url, allow_local_http=_is_loopback(url), **client_options
+        planhat_token(settings),
+        base_url=url,
+        allow_local_http=is_loopback_url(url),
+        **client_options,
     )
 
 
