@@ -31,8 +31,10 @@ test: $(STAMP)
 	$(PY) -m ruff check .
 	$(PY) -m pytest
 
+# The fast tier: plain functions and tasks against in-memory fakes (no Prefect harness, no
+# end-to-end flow), with its slowest tests shown.
 test-fast: $(STAMP)
-	$(PY) -m pytest -m "not slow"
+	$(PY) -m pytest -m "not slow" --durations=10
 
 lint: $(STAMP)
 	$(PY) -m ruff check .

@@ -40,3 +40,11 @@ def prefect_harness() -> Iterator[None]:
     with prefect_test_harness(server_startup_timeout=60):
         with temporary_settings({PREFECT_FLOWS_HEARTBEAT_FREQUENCY: None}):
             yield
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """The tiers, by one rule: a test that needs the Prefect harness runs real flows end to end,
+    so it belongs to the slow tier (`make test` runs it; `make test-fast` leaves it out)."""
+    for item in items:
+        if "prefect_harness" in getattr(item, "fixturenames", ()):
+            item.add_marker(pytest.mark.slow)

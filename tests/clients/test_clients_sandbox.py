@@ -154,7 +154,7 @@ def test_a_persistent_429_storm_ends_in_one_clear_error(sb: Sandbox) -> None:
         with pytest.raises(RateLimitedError, match="after 3 attempts") as caught:
             list(pd.iter_deals())
     assert sb.pipedrive.counters.get("GET /api/v2/deals") == 3  # counted: no hot loop
-    assert 1.9 <= time.monotonic() - started < 6  # honoured Retry-After: 1 s, twice
+    assert time.monotonic() - started >= 1.9  # honoured Retry-After: 1 s, twice
     assert caught.value.attempts == 3
 
 

@@ -270,14 +270,14 @@ def test_a_missing_required_field_stays_a_per_item_error(client: httpx.Client) -
     assert body["created"] == 1 and len(body["createdErrors"]) == 1
 
 
-def test_5000_item_bulk_upsert_is_fast(client: httpx.Client) -> None:
+def test_a_5000_item_bulk_upsert_is_one_call(client: httpx.Client) -> None:
     prefix = uid("bulk")
     items = [{"sourceId": f"{prefix}-{i}", "name": f"Bulk {i}", "custom": {"n": i}}
              for i in range(5000)]  # fmt: skip
     first = client.put("/companies", json=items)
     second = client.put("/companies", json=items)
     assert first.json()["created"] == 5000 and second.json()["nonupdates"] == 5000
-    assert first.elapsed.total_seconds() < 1.0 and second.elapsed.total_seconds() < 1.0
+    # (how fast: bench/sandbox_pages.py prints it; tests assert no durations)
 
 
 # --- end users and company resolution -------------------------------------------------------
