@@ -95,11 +95,24 @@ class RateLimitedError(ApiError):
         self,
         message: str,
         *,
+        service: str,
+        method: str,
+        path: str,
+        status: int | None = None,
+        detail: str | None = None,
+        attempts: int = 1,
         daily_budget_spent: bool = False,
         waited_s: float = 0.0,
-        **kwargs: object,
     ) -> None:
-        super().__init__(message, **kwargs)  # type: ignore[arg-type]
+        super().__init__(
+            message,
+            service=service,
+            method=method,
+            path=path,
+            status=status,
+            detail=detail,
+            attempts=attempts,
+        )
         self.daily_budget_spent = daily_budget_spent
         self.waited_s = waited_s
 

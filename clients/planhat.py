@@ -262,7 +262,11 @@ def parse_bulk_answer(
                 status[index], errors[index] = "failed", message
 
     unplaced: dict[str, list[str | None]] = {"created": [], "updated": []}
-    for outcome, list_name in (("created", "insertsKeys"), ("updated", "updatesKeys")):
+    placements: tuple[tuple[Status, str], ...] = (
+        ("created", "insertsKeys"),
+        ("updated", "updatesKeys"),
+    )
+    for outcome, list_name in placements:
         for entry in body.get(list_name) or []:
             record_id = entry.get("_id") if isinstance(entry, Mapping) else entry
             record_id = None if record_id is None else str(record_id)
@@ -270,7 +274,7 @@ def parse_bulk_answer(
             if index is None:
                 unplaced[outcome].append(record_id)
             else:
-                status[index], ids[index] = outcome, record_id  # type: ignore[assignment]
+                status[index], ids[index] = outcome, record_id
 
     nonupdates = int(body.get("nonupdates") or 0)
     # An item sent with its `_id` is never created, and had it been updated its `_id` would be
@@ -282,7 +286,7 @@ def parse_bulk_answer(
             nonupdates -= 1
 
     rest = [i for i in range(n) if status[i] is None]
-    counts = {
+    counts: dict[Status, int] = {
         "created": len(unplaced["created"]),
         "updated": len(unplaced["updated"]),
         "unchanged": nonupdates,
@@ -293,7 +297,7 @@ def parse_bulk_answer(
     if rest and accounted == len(rest) and len(kinds) == 1:
         kind = kinds[0]
         for j, i in enumerate(rest):
-            status[i] = kind  # type: ignore[assignment]
+            status[i] = kind
             if kind in ("created", "updated"):
                 ids[i] = unplaced[kind][j]
             elif kind == "failed":
@@ -321,10 +325,16 @@ def parse_bulk_answer(
     if status_code == 206 and all(s != "failed" for s in status) and not unattributed:
         unattributed.append("Planhat answered 206 (partial failure) without naming the failures")
     outcomes = [
-        ItemOutcome(index=i, status=status[i], id=ids[i], error=errors[i])  # type: ignore[arg-type]
+        ItemOutcome(index=i, status=_placed(status[i]), id=ids[i], error=errors[i])
         for i in range(n)
     ]
     return outcomes, unattributed
+
+
+def _placed(status: Status | None) -> Status:
+    if status is None:  # every item was placed above, if only as "unknown"
+        raise AssertionError("an item left without an outcome")
+    return status
 
 
 class PlanhatClient(Closing):
