@@ -3,8 +3,8 @@
     .venv/bin/python bench/mapping_engine.py [--seed N] [--repeat N]
 
 Maps every organization (20,000), person (60,000), deal (50,000) and note (100,000) of the
-`large` sandbox data set with the sandbox settings (mappings/sandbox/: the shipped field maps
-plus 20 custom matches), in memory: no HTTP, as the pipeline's convert task does. Also a
+`large` sandbox data set with the sandbox settings (deployments/sandbox_settings/: the shipped
+field maps plus 20 custom matches), in memory: no HTTP, as the pipeline's convert task does. Also a
 DataFrame of the notes, the deal selection, and the pair hashes the state store would keep.
 """
 
@@ -20,17 +20,18 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from mappings.engine import (  # noqa: E402
+from deployments.sandbox_settings import SANDBOX_DIR, account_from_seed  # noqa: E402
+from mappings.loading import load_settings  # noqa: E402
+from mappings.merge import field_hashes  # noqa: E402
+from mappings.receive import (  # noqa: E402
     deal_to_license,
-    field_hashes,
     note_to_conversation,
     organization_to_company,
     person_to_enduser,
-    select_deals,
 )
-from mappings.resolve import account_from_seed, compile_mappings  # noqa: E402
-from mappings.settings import SANDBOX_DIR, load_settings  # noqa: E402
+from mappings.resolve import compile_mappings  # noqa: E402
 from sandbox.data import generate  # noqa: E402
+from tasks.select import select_deals  # noqa: E402
 
 
 def timed(repeat: int, work: Callable[[], Any]) -> tuple[float, Any]:

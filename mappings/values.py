@@ -8,7 +8,7 @@ else:
 * a multi-option (`set`) field is cleared with `null`, never `[]` (Pipedrive rejects `[]`): an
   empty list on either side is a cleared field, written as `null`;
 * a conversion that cannot place a value (an owner with no Planhat team member, an option label
-  Pipedrive does not have) writes nothing and raises `Unconvertible`, which the engine reports.
+  Pipedrive does not have) writes nothing and raises `Unconvertible`, which the mappings report.
 
 **Conversions** (`CONVERTERS`, chosen per field from the Pipedrive field type or a rule's
 `convert:`): text, number, money (`{value, currency}` or a number), currency, date and datetime
@@ -18,20 +18,22 @@ user (Pipedrive user ↔ Planhat team member by email), boolean, HTML, a note's 
 
 Values in Planhat's shape are the **canonical** form: `to_planhat` produces it from a Pipedrive
 value, `canonical` brings a value read back from Planhat to it, and `field_hash` hashes it
-stably, so a value written and read back hashes the same (no echo).
+stably (with the store's one hash, `store.records.values_hash`), so a value written and read
+back hashes the same (no echo). Ids follow the store's one id rule (`field_id`).
 """
 
 from __future__ import annotations
 
-import hashlib
 import html
-import json
+import math
 import re
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
 from functools import lru_cache
 from typing import Any, Final
+
+from store.records import as_pipedrive_id, values_hash
 
 __all__ = [
     "ABSENT",
@@ -41,6 +43,7 @@ __all__ = [
     "UserDirectory",
     "add_months",
     "field_hash",
+    "field_id",
     "is_empty",
     "make_converter",
     "parse_time",
@@ -78,8 +81,8 @@ ABSENT: Final = _Absent()
 
 
 class Unconvertible(ValueError):
-    """A value that cannot be written to the other side; the engine reports it and writes
-    nothing for that field."""
+    """A value that cannot be written to the other side; the mappings (`mappings.receive`,
+    `mappings.send`) report it and write nothing for that field."""
 
 
 # --------------------------------------------------------------------------------------------
@@ -139,24 +142,28 @@ def canonical_value(value: Any, converter: Converter) -> Any:
 
 
 def _canon_json(value: Any) -> Any:
-    if isinstance(value, float) and value.is_integer():
-        return int(value)
+    """A canonical value as plain JSON: whole floats as ints (`1.0` is `1`), mapping keys as
+    text, tuples as lists, anything JSON cannot carry (a date, NaN) as its text."""
+    if isinstance(value, float):
+        if value.is_integer():
+            return int(value)
+        return value if math.isfinite(value) else str(value)
+    if value is None or isinstance(value, str | int):
+        return value
     if isinstance(value, Mapping):
         return {str(k): _canon_json(v) for k, v in value.items()}
     if isinstance(value, list | tuple):
         return [_canon_json(v) for v in value]
-    return value
+    return str(value)
 
 
 def field_hash(value: Any) -> str:
-    """A stable 32-hex-digit hash of a canonical field value (`None` hashes too; `1.0` and `1`
-    hash the same). Store it as the field's last synced value."""
+    """The hash of one canonical field value: `store.records.values_hash` (the one "no echo"
+    hash, 64 hex digits) of its plain-JSON form, so `None` hashes too and `1.0` and `1` hash
+    the same. Store it as the field's last synced value."""
     if value is ABSENT:
         raise ValueError("an absent field has no hash")
-    text = json.dumps(
-        _canon_json(value), sort_keys=True, ensure_ascii=False, separators=(",", ":"), default=str
-    )
-    return hashlib.blake2b(text.encode("utf-8"), digest_size=16).hexdigest()
+    return values_hash(_canon_json(value))
 
 
 # --------------------------------------------------------------------------------------------
@@ -306,21 +313,22 @@ class UserDirectory:
 # --------------------------------------------------------------------------------------------
 
 
-def _int_id(raw: Any) -> int:
-    """An id as Pipedrive gives it: 12, "12", or a v1 object `{value: 12}` / `{id: 12}`."""
-    if isinstance(raw, bool):
-        raise Unconvertible(f"{raw!r} is not an id")
-    if isinstance(raw, int):
-        return raw
-    if isinstance(raw, float) and raw.is_integer():
-        return int(raw)
-    if isinstance(raw, str) and raw.strip().isdigit():
-        return int(raw.strip())
+def field_id(raw: Any) -> int | None:
+    """The Pipedrive id a field holds, as Pipedrive gives it: 12, "12", or a v1 REST object
+    `{value: 12, name: …}` / `{id: 12, …}` around one; None when it holds none. The id rule
+    itself is `store.records.as_pipedrive_id` (a positive int; numeric strings accepted, bools
+    refused); `_int_id` is the raising twin the converters use."""
     if isinstance(raw, Mapping):
-        inner = raw.get("value", raw.get("id"))
-        if inner is not None and not isinstance(inner, Mapping):
-            return _int_id(inner)
-    raise Unconvertible(f"{raw!r} is not an id")
+        raw = raw.get("value", raw.get("id"))
+    return as_pipedrive_id(raw)
+
+
+def _int_id(raw: Any) -> int:
+    """`field_id`, raising `Unconvertible` for a value that holds no id."""
+    pipedrive_id = field_id(raw)
+    if pipedrive_id is None:
+        raise Unconvertible(f"{raw!r} is not an id")
+    return pipedrive_id
 
 
 def _number(raw: Any) -> int | float:
@@ -497,8 +505,8 @@ class EnumConverter(Converter):
                 return str(raw["label"])
             raw = raw.get("id")
         label = self.labels.get(raw)
-        if label is None and isinstance(raw, str) and raw.strip().isdigit():
-            label = self.labels.get(int(raw.strip()))
+        if label is None and isinstance(raw, str):  # an option id as text: " 217"
+            label = self.labels.get(as_pipedrive_id(raw))
         if label is None:
             raise Unconvertible(
                 f"{raw!r} is not an option of the Pipedrive field '{self.field_label}'"

@@ -2,15 +2,15 @@
 
 Plain frozen dataclasses (cheap enough for a backfill's tens of thousands of links), plus the
 small pure functions the tasks and the receiver need to agree with the store on:
-`values_hash` (echo suppression), `token_fingerprint` (the connection), `inbox_key` (the
-webhook inbox's dedupe key).
+`values_hash` (echo suppression), `as_pipedrive_id` (the id rule), `token_fingerprint` (the
+connection). The webhook inbox's dedupe key is the receiver's
+(`deployments.events.parse_delivery`): the store takes it as given.
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
-import math
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -31,6 +31,7 @@ FINGERPRINT_PREFIX = "sha256:"
 FINGERPRINT_HEX = 16
 _FINGERPRINT = re.compile(rf"^{FINGERPRINT_PREFIX}[0-9a-f]{{{FINGERPRINT_HEX}}}$")
 _OBJECT_TYPE = re.compile(r"^[a-z][a-z0-9_]{0,31}$")
+_ID_DIGITS = re.compile(r"[0-9]{1,18}")  # ASCII only: "٤٢".isdigit() is True
 
 MAX_REASON = 2000  # characters kept of a reason or an error message
 
@@ -50,10 +51,12 @@ def canonical_json(values: FieldValues) -> str:
         raise ValueError(f"field values must be plain JSON: {exc}") from None
 
 
-def values_hash(values: FieldValues) -> str:
-    """The hash the store keeps beside a link's last-synced values (sha256 hex of
-    `canonical_json`). Equal values give equal hashes whatever the key order, so a task can
-    tell "nothing changed since the last sync" without comparing field by field."""
+def values_hash(values: JsonValue) -> str:
+    """THE hash of synced values, for echo suppression ("no echo"): sha256 hex of
+    `canonical_json`. The store keeps it beside a link's last-synced values (a whole record);
+    `mappings.values.field_hash` is this hash of one field's canonical value. Equal values give
+    equal hashes whatever the key order, so a task can tell "nothing changed since the last
+    sync" without comparing field by field. Raises `ValueError` like `canonical_json`."""
     return hashlib.sha256(canonical_json(values).encode("utf-8")).hexdigest()
 
 
@@ -67,30 +70,6 @@ def token_fingerprint(token: str) -> str:
     return FINGERPRINT_PREFIX + digest[:FINGERPRINT_HEX]
 
 
-def inbox_key(payload: Mapping[str, Any]) -> str:
-    """The dedupe key of a Pipedrive webhook delivery, the same for every retry of one event.
-
-    * v2 (`meta.version` "2.0"): `pipedrive:v2:<meta.id>`, Pipedrive's event id (its
-      redeliveries differ only in `meta.attempt`).
-    * v1: Pipedrive sends no event id; `pipedrive:v1:<object>:<id>:<action>:<timestamp_micro>`
-      (its redeliveries differ only in `retry`).
-
-    Raises `ValueError` for a payload that is neither (the receiver answers it with a 4xx).
-    """
-    meta = payload.get("meta") if isinstance(payload, Mapping) else None
-    if not isinstance(meta, Mapping):
-        raise ValueError("not a Pipedrive webhook payload: no `meta` object")
-    event_id = meta.get("id")
-    if str(meta.get("version", "")).startswith("2") and isinstance(event_id, str) and event_id:
-        return f"pipedrive:v2:{event_id}"
-    if meta.get("v") == 1 or payload.get("v") == 1:
-        parts = [meta.get("object"), meta.get("id"), meta.get("action")]
-        stamp = meta.get("timestamp_micro", meta.get("timestamp"))
-        if all(p not in (None, "") for p in parts) and stamp is not None:
-            return "pipedrive:v1:" + ":".join(str(p) for p in [*parts, stamp])
-    raise ValueError("not a Pipedrive webhook payload: no event id (meta.id) nor v1 meta fields")
-
-
 # -- validation ----------------------------------------------------------------------------------
 def check_object_type(object_type: str) -> str:
     """Object types are short lowercase names ("organization", "person", "deal", "note"...)."""
@@ -101,17 +80,33 @@ def check_object_type(object_type: str) -> str:
     return object_type
 
 
-def check_pipedrive_id(value: Any) -> int:
-    """Pipedrive ids are positive integers; numeric strings are accepted and converted."""
+def as_pipedrive_id(value: Any) -> int | None:
+    """THE Pipedrive id rule: a positive integer. Numeric strings (ASCII digits, surrounding
+    spaces ignored: "42", " 42") and whole floats (42.0: a DataFrame's integer column with gaps)
+    are accepted and converted; bools, zero, negatives, fractions and anything else are not
+    ids (None). `check_pipedrive_id` is the raising twin."""
     if isinstance(value, bool):
-        raise ValueError(f"Pipedrive id must be an integer, got {value!r}")
-    if isinstance(value, str) and value.strip().isdigit():
+        return None
+    if isinstance(value, str):
+        text = value.strip()
+        if not _ID_DIGITS.fullmatch(text):
+            return None
+        value = int(text)
+    elif isinstance(value, float):
+        if not value.is_integer():  # NaN and infinities are not integers either
+            return None
         value = int(value)
-    if isinstance(value, float) and value.is_integer() and math.isfinite(value):
-        value = int(value)
-    if not isinstance(value, int) or value <= 0:
+    if isinstance(value, int) and value > 0:
+        return value
+    return None
+
+
+def check_pipedrive_id(value: Any) -> int:
+    """`as_pipedrive_id`, raising `ValueError` for a value that is not a Pipedrive id."""
+    pipedrive_id = as_pipedrive_id(value)
+    if pipedrive_id is None:
         raise ValueError(f"Pipedrive id must be a positive integer, got {value!r}")
-    return value
+    return pipedrive_id
 
 
 def check_planhat_id(value: Any) -> str | None:

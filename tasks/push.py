@@ -34,16 +34,16 @@ from prefect import task
 from prefect.cache_policies import NO_CACHE
 
 from clients import PlanhatClient
-from mappings.engine import (
-    MappedBatch,
+from mappings.receive import (
     deal_to_license,
     note_to_conversation,
     organization_to_company,
     person_to_enduser,
 )
 from mappings.resolve import Mappings
+from mappings.rows import MappedBatch
 from store import StateStore
-from store.records import LinkRow, RunAction, values_hash
+from store.records import LinkRow, RunAction, as_pipedrive_id, values_hash
 from tasks import steplog
 from tasks.context import SyncContext
 from tasks.select import Scope
@@ -83,13 +83,11 @@ class PushResult:
 
 def _issues_as_actions(object_type: str, batch: MappedBatch) -> list[RunAction]:
     return [
-        RunAction(object_type, "skipped", pipedrive_id=_pid(i.record_id), reason=i.message)
+        RunAction(
+            object_type, "skipped", pipedrive_id=as_pipedrive_id(i.record_id), reason=i.message
+        )
         for i in batch.skipped
     ]
-
-
-def _pid(value: Any) -> int | None:
-    return value if isinstance(value, int) and value > 0 else None
 
 
 def _keys(record: Mapping[str, Any]) -> list[tuple[str, str]]:

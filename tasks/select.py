@@ -1,28 +1,32 @@
 """Select and scope: which deals become licenses, and which organizations, persons and notes
 belong in Planhat (design §2.1-2.3).
 
-* **Deals**: won, in a selected pipeline, not deleted (`mappings.engine.select_deals`); every
-  other deal is skipped with its reason. A deal that already has a license and no longer
-  qualifies keeps it: the report says so, nothing is deleted.
+* **Deals**: won, in a selected pipeline, not deleted (`select_deals`); every other deal is
+  skipped with its reason. A deal that already has a license and no longer qualifies keeps it:
+  the report says so, nothing is deleted.
 * **Companies**: the organizations of selected deals, the organizations already linked to a
   Planhat company, and, with `organizations.sync_all`, every organization read. Planhat holds
   customers, not the whole CRM: nothing else is imported.
 * **End users**: the persons of those organizations, and each selected deal's own person (placed
   under the deal's company when their own organization is not one).
-* **Notes**: in `notes.scope`, on a selected or licensed deal, a company's organization, or
-  (scope `person`) an end user.
+* **Notes**: in `notes.scope` (`note_in_scope`), on a selected or licensed deal, a company's
+  organization, or (scope `person`) an end user.
+
+`select_deals` and `note_in_scope` are plain functions (no Prefect, no store): the mappings
+(`mappings.receive`) map what this step selected.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from typing import Any
 
 from prefect import task
 from prefect.cache_policies import NO_CACHE
 
-from mappings.engine import note_in_scope, select_deals
 from mappings.resolve import Mappings
+from mappings.rows import Issue, Records, rows, skip
+from mappings.values import field_id
 from store.records import RunAction
 from tasks import steplog
 from tasks.context import SyncContext
@@ -43,6 +47,36 @@ class Scope:
         self.deal_orgs: dict[int, int] = {}  # deal id → its organization
         self.person_orgs: dict[int, int] = {}  # person id → company org
         self.skipped: list[RunAction] = skipped or []
+
+
+def select_deals(deals: Records, mappings: Mappings) -> tuple[list[Record], list[Issue]]:
+    """The deals that become licenses (won, in a selected pipeline, not deleted), and an issue
+    naming the reason for each of the others (design §2.1)."""
+    selected: list[Record] = []
+    issues: list[Issue] = []
+    for deal in rows(deals):
+        deal_id = field_id(deal.get("id"))
+        pipeline = field_id(deal.get("pipeline_id"))
+        if deal.get("is_deleted") or deal.get("status") == "deleted":
+            skip(issues, deal_id, f"deal {deal_id} is deleted in Pipedrive")
+        elif deal.get("status") != "won":
+            skip(issues, deal_id, f"deal {deal_id} is {deal.get('status') or 'not won'}, not won")
+        elif pipeline not in mappings.pipeline_ids:
+            name = mappings.pipeline_names.get(pipeline or -1, str(pipeline))
+            skip(issues, deal_id, f"deal {deal_id} is in pipeline '{name}', which is not selected")
+        else:
+            selected.append(dict(deal))
+    return selected, issues
+
+
+def note_in_scope(note: Mapping[str, Any], mappings: Mappings) -> bool:
+    """Whether a note belongs to the synced scope (`notes.scope`: deal, organization, person)."""
+    scope = mappings.notes_scope
+    return bool(
+        ("deal" in scope and note.get("deal_id"))
+        or ("organization" in scope and note.get("org_id"))
+        or ("person" in scope and note.get("person_id"))
+    )
 
 
 class DealSelection:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Any
 
 import pytest
@@ -12,6 +13,7 @@ from mappings.values import (
     UserDirectory,
     add_months,
     field_hash,
+    field_id,
     make_converter,
     parse_time,
     planhat_date,
@@ -19,6 +21,7 @@ from mappings.values import (
     receive_value,
     send_value,
 )
+from store.records import as_pipedrive_id, values_hash
 
 # -- empty vs null: the one rule ---------------------------------------------------------------
 
@@ -328,7 +331,33 @@ def test_booleans(raw: Any, flag: bool) -> None:
 def test_the_field_hash_is_stable(a: Any, b: Any) -> None:
     assert field_hash(a) == field_hash(b)
     assert field_hash(None) != field_hash("")
-    assert len(field_hash(a)) == 32
+    assert len(field_hash(a)) == 64
+
+
+def test_the_field_hash_is_the_stores_one_hash() -> None:
+    assert field_hash("Zoë") == values_hash("Zoë")
+    assert field_hash({"a": [1.0]}) == values_hash({"a": [1]})
+
+
+@pytest.mark.parametrize(
+    ("raw", "pipedrive_id"),
+    [
+        (12, 12), ("12", 12), (" 12 ", 12), (12.0, 12), ({"value": 12, "name": "Acme"}, 12),
+        ({"id": "12"}, 12), (True, None), (False, None), (0, None), (-3, None), ("-3", None),
+        (1.5, None), (float("nan"), None), ("", None), ("12a", None), ("٤٢", None),
+        (None, None), ([12], None), ({"value": {"value": 12}}, None),
+    ],
+)  # fmt: skip
+def test_one_id_rule(raw: Any, pipedrive_id: int | None) -> None:
+    assert field_id(raw) == pipedrive_id
+    if not isinstance(raw, Mapping):
+        assert as_pipedrive_id(raw) == pipedrive_id
+    converter = make_converter("id")
+    if pipedrive_id is None:
+        with pytest.raises(Unconvertible):
+            converter.to_planhat(raw)
+    else:
+        assert converter.to_planhat(raw) == pipedrive_id
 
 
 def test_planhat_forms() -> None:

@@ -1,11 +1,10 @@
-"""What the engine makes of realistic records: the same Planhat record whichever shape the
-Pipedrive record came in (v2 REST, v1 webhook, v2 webhook, legacy v1 REST), and what is skipped
-and reported. Bodies from the reference (§7), the captured fixtures and the OpenAPI examples."""
+"""What the mappings (`mappings.receive`, `mappings.send`) make of realistic records: the same
+Planhat record whether the Pipedrive record came from REST or a v2 webhook's `data`, and what is
+skipped and reported. Bodies from the reference (§7) and the OpenAPI examples."""
 
 from __future__ import annotations
 
 import copy
-import json
 from pathlib import Path
 from typing import Any
 
@@ -13,23 +12,21 @@ import pandas as pd
 import pytest
 from mappings_support import write_settings
 
-from mappings.engine import (
-    company_to_organization,
-    conversation_to_note,
+from mappings.receive import (
     deal_to_license,
-    enduser_to_person,
-    license_to_deal,
-    normalize_v1_webhook_deal,
-    normalize_webhook,
     note_to_conversation,
     organization_to_company,
     person_to_enduser,
-    select_deals,
 )
 from mappings.resolve import Account, Mappings, compile_mappings
+from mappings.send import (
+    company_to_organization,
+    conversation_to_note,
+    enduser_to_person,
+    license_to_deal,
+)
 from mappings.settings import load_settings
 
-FIXTURES = Path(__file__).resolve().parents[1] / "reference" / "fixtures"
 TIER = "9f1c2e7d40aa51b36c8e0d2f4b7a19c3e5d60b21"
 FEE = "5b0e8d1a27c94f36a1e2d7c80b59f4a3d6e1c702"
 SINCE = "c0ffee00c0ffee00c0ffee00c0ffee00c0ffee00"
@@ -108,30 +105,6 @@ COMPANIES = {352: "66a1c3f09b2e4d0012ab34cd", 1: "66a1c3f09b2e4d0012ab0001"}
 
 # -- deals -------------------------------------------------------------------------------------
 
-V1_REST_DEAL = {  # reference §7.1 (legacy v1 REST shape)
-    "id": 4821, "title": "Acme Corp – annual licence",
-    "creator_user_id": {"id": 913004, "name": "Dana Reyes", "email": "dana@seller.example",
-                        "has_pic": False, "pic_hash": None, "active_flag": True, "value": 913004},
-    "user_id": {"id": 913004, "name": "Dana Reyes", "email": "dana@seller.example",
-                "has_pic": False, "pic_hash": None, "active_flag": True, "value": 913004},
-    "person_id": {"active_flag": True, "name": "Lee Novak", "email": [{"label": "work",
-                  "value": "lee@acme.example", "primary": True}], "owner_id": 913004,
-                  "value": 7710},
-    "org_id": {"name": "Acme Corp", "people_count": 3, "owner_id": 913004,
-               "address": "1 Main St, Springfield", "active_flag": True,
-               "cc_email": "acme@pipedrivemail.com", "value": 352},
-    "pipeline_id": 1, "stage_id": 5, "value": 24000, "currency": "USD", "status": "won",
-    "active": False, "deleted": False, "is_archived": False,
-    "add_time": "2026-03-02 09:14:07", "update_time": "2026-06-18 15:40:22",
-    "stage_change_time": "2026-06-18 15:40:22", "won_time": "2026-06-18 15:40:22",
-    "first_won_time": "2026-06-18 15:40:22", "lost_time": None,
-    "close_time": "2026-06-18 15:40:22", "expected_close_date": "2026-06-30",
-    "lost_reason": None, "probability": None, "visible_to": "3", "label": "12",
-    "person_name": "Lee Novak", "org_name": "Acme Corp", "owner_name": "Dana Reyes",
-    "formatted_value": "$24,000",
-    TIER: "217", FEE: 24000, f"{FEE}_currency": "USD",
-}  # fmt: skip
-
 V2_REST_DEAL = {  # the same deal from GET /api/v2/deals/4821 (reference §7.1, last paragraph)
     "id": 4821, "title": "Acme Corp – annual licence", "creator_user_id": 913004,
     "owner_id": 913004, "person_id": 7710, "org_id": 352, "pipeline_id": 1, "stage_id": 5,
@@ -143,32 +116,6 @@ V2_REST_DEAL = {  # the same deal from GET /api/v2/deals/4821 (reference §7.1, 
     "expected_close_date": "2026-06-30", "lost_reason": None, "probability": None,
     "visible_to": 3, "label_ids": [12],
     "custom_fields": {TIER: 217, FEE: {"value": 24000, "currency": "USD"}},
-}  # fmt: skip
-
-V1_WEBHOOK = {  # reference §7.2
-    "v": 1, "matches_filters": {"current": [], "previous": []},
-    "meta": {"v": 1, "action": "updated", "object": "deal", "id": 4821, "company_id": 5501234,
-             "user_id": 913004, "host": "acme-sales.pipedrive.com", "timestamp": 1781797222,
-             "timestamp_micro": 1781797222318440, "permitted_user_ids": [913004, 913120],
-             "trans_pending": False, "is_bulk_update": False, "pipedrive_service_name": False,
-             "change_source": "app", "matches_filters": {"current": [], "previous": []},
-             "webhook_id": "204117"},
-    "current": {"id": 4821, "title": "Acme Corp – annual licence", "status": "won",
-                "user_id": 913004, "creator_user_id": 913004, "person_id": 7710, "org_id": 352,
-                "owner_name": "Dana Reyes", "person_name": "Lee Novak", "org_name": "Acme Corp",
-                "pipeline_id": 1, "stage_id": 5, "value": 24000, "currency": "USD",
-                "won_time": "2026-06-18 15:40:22", "close_time": "2026-06-18 15:40:22",
-                "lost_time": None, "update_time": "2026-06-18 15:40:22",
-                "add_time": "2026-03-02 09:14:07", "visible_to": "3", "deleted": False,
-                "active": False, "is_archived": False, TIER: "217"},
-    "previous": {"id": 4821, "title": "Acme Corp – annual licence", "status": "open",
-                 "user_id": 913004, "creator_user_id": 913004, "person_id": 7710, "org_id": 352,
-                 "pipeline_id": 1, "stage_id": 5, "value": 24000, "currency": "USD",
-                 "won_time": None, "close_time": None, "lost_time": None,
-                 "update_time": "2026-06-17 11:02:09", "add_time": "2026-03-02 09:14:07",
-                 "visible_to": "3", "deleted": False, "active": True, "is_archived": False,
-                 TIER: "217"},
-    "retry": 0, "event": "updated.deal",
 }  # fmt: skip
 
 V2_WEBHOOK = {  # reference §7.3
@@ -210,84 +157,20 @@ LICENSE = {
 LICENSE_NO_FEE = {**LICENSE, "custom": {"Tier": "Enterprise"}}
 
 
-def _v1_rest(mappings: Mappings) -> dict[str, Any]:
-    return normalize_v1_webhook_deal(V1_REST_DEAL, mappings.catalogs["deal"])
-
-
 @pytest.mark.parametrize(
     ("shape", "expected"),
     [
         ("v2 REST", LICENSE),
-        ("legacy v1 REST", LICENSE),
-        ("v1 webhook", LICENSE_NO_FEE),
         ("v2 webhook", LICENSE_NO_FEE),
     ],
 )
-def test_a_won_deal_becomes_the_same_license_from_every_shape(
+def test_a_won_deal_becomes_the_same_license_from_both_v2_shapes(
     mappings: Mappings, shape: str, expected: dict[str, Any]
 ) -> None:
-    deal = {
-        "v2 REST": lambda: V2_REST_DEAL,
-        "legacy v1 REST": lambda: _v1_rest(mappings),
-        "v1 webhook": lambda: normalize_webhook(V1_WEBHOOK, mappings).current,
-        "v2 webhook": lambda: normalize_webhook(V2_WEBHOOK, mappings).current,
-    }[shape]()
+    deal = {"v2 REST": V2_REST_DEAL, "v2 webhook": V2_WEBHOOK["data"]}[shape]
     batch = deal_to_license([deal], mappings, company_ids=COMPANIES)
     assert batch.records == [expected]
     assert batch.issues == []
-
-
-def test_a_v1_webhook_deal_is_normalised_to_the_v2_shape(mappings: Mappings) -> None:
-    v1 = normalize_webhook(V1_WEBHOOK, mappings).current
-    v2 = normalize_webhook(V2_WEBHOOK, mappings).current
-    assert v1 is not None and v2 is not None
-    shared = ("id", "title", "status", "owner_id", "person_id", "org_id", "pipeline_id",
-              "stage_id", "value", "currency", "add_time", "update_time", "won_time",
-              "close_time", "lost_time", "visible_to", "is_archived", "custom_fields")  # fmt: skip
-    for key in shared:
-        assert v1[key] == v2[key], key
-    assert v1["is_deleted"] is False
-    assert not {"user_id", "owner_name", "org_name", "active", "deleted"} & set(v1)
-    legacy = _v1_rest(mappings)
-    assert legacy["owner_id"] == 913004 and legacy["person_id"] == 7710
-    assert legacy["org_id"] == 352 and legacy["label_ids"] == [12]
-    assert legacy["custom_fields"] == V2_REST_DEAL["custom_fields"]
-    assert "formatted_value" not in legacy
-
-
-def test_webhook_events_of_both_versions(mappings: Mappings) -> None:
-    v1 = normalize_webhook(V1_WEBHOOK, mappings)
-    assert (v1.version, v1.entity, v1.action, v1.entity_id) == (1, "deal", "change", 4821)
-    assert v1.event_id == "v1:deal:4821:1781797222318440"
-    assert v1.previous is not None and v1.previous["status"] == "open"
-    v2 = normalize_webhook(V2_WEBHOOK, mappings)
-    assert (v2.version, v2.entity, v2.action, v2.entity_id) == (2, "deal", "change", 4821)
-    assert v2.event_id == "3f0b6a52-8c1d-4e7a-9b2f-6d5e4c3b2a19"
-    assert v2.current is not None and v2.current["visible_to"] == 3  # "3" in the webhook
-    assert v2.previous == {"status": "open", "won_time": None, "close_time": None,
-                           "first_won_time": None}  # fmt: skip
-    assert (
-        v2.timestamp is not None and v2.timestamp.isoformat() == "2026-06-18T15:40:22.318000+00:00"
-    )
-
-
-def test_the_captured_webhook_fixtures() -> None:
-    deal_body = json.loads((FIXTURES / "webhook-v1-updated-deal.json").read_text())
-    event = normalize_webhook(deal_body)
-    assert (event.version, event.entity, event.action, event.change_source) == (
-        1, "deal", "change", "api",
-    )  # fmt: skip
-    current = event.current
-    assert current is not None
-    assert current["update_time"] == "2025-02-17T21:22:41Z"
-    assert current["org_id"] is None and current["person_id"] is None
-    assert current["label_ids"] == [] and current["visible_to"] == 3
-    assert current["owner_id"] == 1234567890 and current["custom_fields"] == {}
-    lead_body = json.loads((FIXTURES / "webhook-v2-change-lead.json").read_text())
-    lead = normalize_webhook(lead_body)
-    assert (lead.version, lead.entity, lead.action) == (2, "lead", "change")
-    assert lead.entity_id == "123456789-1234-1234-1234-123456789012"  # a UUID stays text
-    assert lead.previous == {"update_time": "2025-06-19T16:07:30.029Z", "value": None}
 
 
 def test_a_deal_the_license_cannot_come_from_is_skipped_with_the_reason(
@@ -304,22 +187,6 @@ def test_a_deal_the_license_cannot_come_from_is_skipped_with_the_reason(
                "company"),
         (4824, "deal 4824 has no won_time and no won_time: a license needs a start date"),
     ]  # fmt: skip
-
-
-def test_only_won_deals_of_selected_pipelines_are_selected(mappings: Mappings) -> None:
-    deals = [
-        V2_REST_DEAL,
-        {**V2_REST_DEAL, "id": 2, "status": "open"},
-        {**V2_REST_DEAL, "id": 3, "pipeline_id": 3},
-        {**V2_REST_DEAL, "id": 4, "is_deleted": True},
-    ]
-    selected, skipped = select_deals(deals, mappings)
-    assert [d["id"] for d in selected] == [4821]
-    assert [i.message for i in skipped] == [
-        "deal 2 is open, not won",
-        "deal 3 is in pipeline 'Renewals', which is not selected",
-        "deal 4 is deleted in Pipedrive",
-    ]
 
 
 def test_product_template_and_start_date(tmp_path: Path) -> None:
@@ -367,20 +234,6 @@ V2_ORG = {  # OpenAPI v2 GET /organizations/{id} example
     "custom_fields": {SINCE: "2019-04-01"},
 }  # fmt: skip
 
-V1_WEBHOOK_ORG = {  # the same organization as a v1 webhook carries it (`current`)
-    "id": 1, "company_id": 5501234, "owner_id": 1, "owner_name": "User Name",
-    "name": "Organization Name", "address": "123 Main St", "address_subpremise": "123A",
-    "address_street_number": "123", "address_route": "Main St",
-    "address_sublocality": "Downtown", "address_locality": "Sunnyvale",
-    "address_admin_area_level_1": "CA", "address_admin_area_level_2": "Santa Clara",
-    "address_country": "USA", "address_postal_code": "94085",
-    "address_formatted_address": "123 Main St", "add_time": "2021-01-01 00:00:00",
-    "update_time": "2021-01-01 00:00:00", "visible_to": "7", "active_flag": True,
-    "label": 1, "label_ids": [1, 2, 3], "website": "https://www.company.com",
-    "industry": "2", "people_count": 3, "cc_email": "sandbox@pipedrivemail.com",
-    SINCE: "2019-04-01",
-}  # fmt: skip
-
 COMPANY = {
     "sourceId": "1",
     "name": "Organization Name",
@@ -394,18 +247,8 @@ COMPANY = {
 }
 
 
-@pytest.mark.parametrize("shape", ["v2 REST", "v1 webhook"])
-def test_an_organization_becomes_a_company_keyed_by_its_id(mappings: Mappings, shape: str) -> None:
-    body = (
-        V2_ORG
-        if shape == "v2 REST"
-        else normalize_webhook(
-            {"meta": {"object": "organization", "action": "added", "id": 1},
-             "current": V1_WEBHOOK_ORG, "previous": None},
-            mappings,
-        ).current
-    )  # fmt: skip
-    batch = organization_to_company([body], mappings)
+def test_an_organization_becomes_a_company_keyed_by_its_id(mappings: Mappings) -> None:
+    batch = organization_to_company([V2_ORG], mappings)
     assert batch.records == [COMPANY]
     assert batch.ids == [1]
     assert batch.values[0]["custom.Industry"] == "Software"
@@ -434,19 +277,6 @@ V2_PERSON = {  # OpenAPI v2 GET /persons/{id} example (Contact Sync fields inclu
     "birthday": "2000-12-31", "job_title": "Manager",
 }  # fmt: skip
 
-V1_WEBHOOK_PERSON = {  # the same person in a v1 webhook (`current`, PD-CAP shape)
-    "id": 1, "company_id": 5501234, "owner_id": 1, "owner_name": "User Name", "org_id": 1,
-    "org_name": "Organization Name", "name": "Person Name", "first_name": "Person",
-    "last_name": "Name",
-    "email": [{"label": "work", "value": "email1@email.com", "primary": True},
-              {"label": "home", "value": "email2@email.com", "primary": False}],
-    "phone": [{"label": "work", "value": "12345", "primary": True},
-              {"label": "home", "value": "54321", "primary": False}],
-    "primary_email": "email1@email.com", "add_time": "2021-01-01 00:00:00",
-    "update_time": "2021-01-01 00:00:00", "visible_to": "7", "active_flag": True,
-    "label": 1, "label_ids": [1, 2, 3], "job_title": "Manager", ROLE: "31",
-}  # fmt: skip
-
 ENDUSER = {
     "sourceId": "1",
     "companyId": "66a1c3f09b2e4d0012ab0001",
@@ -459,27 +289,13 @@ ENDUSER = {
 }
 
 
-@pytest.mark.parametrize("shape", ["v2 REST", "v1 webhook"])
-def test_a_person_becomes_an_end_user_of_its_company(mappings: Mappings, shape: str) -> None:
-    body = (
-        V2_PERSON
-        if shape == "v2 REST"
-        else normalize_webhook(
-            {"meta": {"object": "person", "action": "updated", "id": 1},
-             "current": V1_WEBHOOK_PERSON, "previous": V1_WEBHOOK_PERSON},
-            mappings,
-        ).current
-    )  # fmt: skip
-    batch = person_to_enduser([body], mappings, company_ids=COMPANIES)
+def test_a_person_becomes_an_end_user_of_its_company(mappings: Mappings) -> None:
+    batch = person_to_enduser([V2_PERSON], mappings, company_ids=COMPANIES)
     assert batch.records == [ENDUSER]
 
 
 def test_a_person_planhat_would_drop_is_skipped_and_reported(mappings: Mappings) -> None:
-    v1_without_email = {**V1_WEBHOOK_PERSON, "id": 2, "email": [{"value": "", "primary": True}]}
-    no_email = normalize_webhook(
-        {"meta": {"object": "person", "action": "added", "id": 2}, "current": v1_without_email},
-        mappings,
-    ).current
+    no_email = {**V2_PERSON, "id": 2, "emails": []}
     no_org = {**V2_PERSON, "id": 3, "org_id": None}
     batch = person_to_enduser([no_email, no_org], mappings, company_ids=COMPANIES)
     assert batch.records == []
@@ -528,26 +344,28 @@ NOTE = {
 
 @pytest.mark.parametrize("shape", ["v1 REST", "v2 webhook"])
 def test_a_note_becomes_a_planhat_note(mappings: Mappings, shape: str) -> None:
-    body = V1_NOTE if shape == "v1 REST" else normalize_webhook(V2_WEBHOOK_NOTE, mappings).current
+    body = V1_NOTE if shape == "v1 REST" else V2_WEBHOOK_NOTE["data"]
     batch = note_to_conversation([body], mappings, company_ids=COMPANIES)
     assert batch.records == [NOTE]
 
 
-def test_a_notes_company_comes_from_its_deal_or_person_and_scope_is_kept(
-    mappings: Mappings,
-) -> None:
+def test_a_notes_company_comes_from_its_deal_or_person(mappings: Mappings) -> None:
     on_deal = {**V1_NOTE, "id": 2, "org_id": None, "deal_id": 77}
     on_person = {**V1_NOTE, "id": 3, "org_id": None, "deal_id": None, "person_id": 88}
+    nowhere = {**V1_NOTE, "id": 4, "org_id": None, "deal_id": 78, "person_id": None}
     batch = note_to_conversation(
-        [on_deal, on_person],
+        [on_deal, on_person, nowhere],
         mappings,
         company_ids=COMPANIES,
         deal_orgs={77: 352},
         person_orgs={88: 1},
     )
-    assert [r["companyId"] for r in batch.records] == ["66a1c3f09b2e4d0012ab34cd"]
+    assert [r["companyId"] for r in batch.records] == [
+        "66a1c3f09b2e4d0012ab34cd",
+        "66a1c3f09b2e4d0012ab0001",
+    ]
     assert [i.message for i in batch.skipped] == [
-        "note 3 is outside notes.scope (deal, organization)"
+        "note 4 has no organization, so no Planhat company"
     ]
 
 

@@ -9,7 +9,7 @@ from typing import Any
 import pytest
 from mappings_support import account, field_code, write_settings
 
-from mappings.engine import (
+from mappings.merge import (
     field_hashes,
     pipedrive_patch,
     pipedrive_values,

@@ -10,18 +10,20 @@ from pathlib import Path
 import pytest
 from mappings_support import write_settings
 
-from mappings.__main__ import main, with_connection
-from mappings.account import fetch_account, open_pipedrive, open_planhat
-from mappings.engine import (
+from deployments.commands.check import with_connection
+from deployments.sandbox_settings import SANDBOX_DIR
+from mappings.__main__ import main
+from mappings.loading import load_settings
+from mappings.receive import (
     deal_to_license,
     note_to_conversation,
     organization_to_company,
     person_to_enduser,
-    select_deals,
 )
 from mappings.resolve import compile_mappings
-from mappings.settings import SANDBOX_DIR, load_settings
 from sandbox.runner import Sandbox
+from tasks.account import fetch_account, open_pipedrive, open_planhat
+from tasks.select import note_in_scope, select_deals
 
 
 def run(*argv: str) -> tuple[int, str, str]:
@@ -45,7 +47,7 @@ def test_the_demo_data_set_maps_into_records_planhat_accepts(
             organizations = list(pipedrive.iter_organizations())
             persons = list(pipedrive.iter_persons())
             deals = list(pipedrive.iter_deals())
-            notes = list(pipedrive.iter_notes())
+            notes = [n for n in pipedrive.iter_notes() if note_in_scope(n, mappings)]
 
             companies = organization_to_company(organizations, mappings)
             assert len(companies) == len(organizations) == 200
@@ -64,10 +66,12 @@ def test_the_demo_data_set_maps_into_records_planhat_accepts(
                     person_orgs={p["id"]: p["org_id"] for p in persons if p["org_id"]},
                 ),
             }  # fmt: skip
+            planhat_ids: dict[str, list[str | None]] = {}
             for model, batch in batches.items():
                 result = planhat.bulk_upsert(model, batch.records)
                 assert result.failures == [] and not result.partial, (model, result.failures[:3])
                 assert result.count("created") == len(batch.records) > 0
+                planhat_ids[model] = [o.id for o in result.items]
                 # Everything left out was left out for a reason the report can show.
                 assert all(issue.message for issue in batch.skipped)
             # Planhat holds what was sent, with the license terms the settings ask for.
@@ -80,10 +84,18 @@ def test_the_demo_data_set_maps_into_records_planhat_accepts(
             assert license_["length"] == 12 and license_["fixedPeriod"] is True
             assert license_["_currency"] == deal["currency"]
             assert license_["companyId"] == company_ids[deal["org_id"]]
-            # Replaying the same records changes nothing and creates no duplicate.
+            # Replaying the same records changes nothing and creates no duplicate (notes go by
+            # their `_id`: Planhat updates a conversation by nothing else).
             for model, batch in batches.items():
-                again = planhat.bulk_upsert(model, batch.records)
+                records = batch.records
+                if model == "conversations":
+                    records = [
+                        {"_id": planhat_id, **{k: v for k, v in r.items() if k != "sourceId"}}
+                        for planhat_id, r in zip(planhat_ids[model], records, strict=True)
+                    ]
+                again = planhat.bulk_upsert(model, records)
                 assert again.count("unchanged") == len(batch.records), model
+            assert len(sb.planhat.records("conversations")) == len(batches["conversations"])
             assert len(sb.planhat.records("licenses")) == len(licenses)
 
 

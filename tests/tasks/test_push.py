@@ -10,7 +10,7 @@ from typing import Any
 import pytest
 from planhat_fake import FakePlanhat
 
-from mappings.engine import MappedBatch
+from mappings.rows import MappedBatch
 from store import StateStore
 from tasks.push import DRY_RUN_ID, push_mapped
 
