@@ -63,8 +63,8 @@ def _bench(demo: Demo, args: argparse.Namespace) -> int:
     # the demo's set-up, up to serving (the same steps as `pdsync demo`)
     import secrets
 
+    from deployments.prefect_server import LocalPrefectServer, free_port, prefect_settings
     from deployments.receiver import WEBHOOK_PATH
-    from deployments.serve import LocalPrefectServer, free_port, prefect_settings
     from mappings.settings import load_settings
     from sandbox.runner import Sandbox
 

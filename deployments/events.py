@@ -1,13 +1,23 @@
 """Pipedrive webhook deliveries → Prefect events (no I/O but the one POST to Prefect's API).
 
     delivery = parse_delivery(body)            # ValueError with the reason for a bad body
-    event = pipedrive_event(body, delivery.inbox_key)   # None for anything but a deal
+    delivery.inbox_key                         # the inbox's dedupe key, the same every retry
+    event = event_for(delivery)                # None for anything but a deal
     EventPoster(api_url, client).post(event)   # True once Prefect answered 2xx
+
+`parse_delivery` is the one parser of webhook bodies: the receiver checks, stores and posts
+with what it returns, and the inbox drain re-builds events from stored bodies with it.
 
 * **Both webhook versions.** v2 (`meta.version` "2.0": `meta.entity`, `meta.entity_id` as a
   string, `meta.action` create/change/delete) and v1 (`meta.object`, `meta.id` as a number,
   `meta.action` added/updated/deleted/merged). Actions are named in v2's words: `added` →
   `create`, `updated` and `merged` → `change`, `deleted` → `delete`.
+* **The inbox key** (one format, the dedupe key of the inbox and the source of the event id):
+  v2 `pipedrive:v2:<meta.id>` (Pipedrive's event id; redeliveries differ only in
+  `meta.attempt`); v1, which has no event id,
+  `pipedrive:v1:<meta.object>:<meta.id>:<meta.action>:<meta.timestamp_micro>` (or
+  `meta.timestamp` when there is no `timestamp_micro`; redeliveries differ only in `retry`).
+  Never change it: stored items and posted event ids depend on it.
 * **The event**: `pipedrive.<object>.<action>`, resource `pipedrive.<object>.<id>`, a small
   payload (`deal_id`, `object`, `action`, `inbox_key`, `change_source`: ids and facts, never
   the record), and an id derived from the inbox key (`uuid5(EVENT_NAMESPACE, key)`): every
@@ -36,8 +46,6 @@ from datetime import UTC, datetime
 from typing import Any
 
 import httpx
-
-from store.records import inbox_key as _inbox_key
 
 log = logging.getLogger(__name__)
 
@@ -100,7 +108,7 @@ class Delivery:
     action: str  # "create", "change", "delete"
     entity_id: int | str | None  # the record's id (an int; a UUID string for a lead)
     change_source: str | None
-    inbox_key: str
+    inbox_key: str  # the inbox's dedupe key (see the module docstring); the event id's source
 
     @property
     def deal_id(self) -> int | None:
@@ -206,6 +214,7 @@ def parse_delivery(body: Any) -> Delivery:
     if not isinstance(meta, Mapping):
         raise _refuse("no `meta` object")
     v2 = str(meta.get("version", "")).startswith("2")
+    key: str | None = None  # the inbox key (v1: once the record id is checked)
     if not v2 and meta.get("v") != 1 and body.get("v") != 1:
         raise _refuse("no event id (meta.id) nor v1 meta fields")
     if v2:
@@ -221,6 +230,7 @@ def parse_delivery(body: Any) -> Delivery:
         obj = _known(meta, field.removeprefix("meta."), V2_ENTITIES)
         id_field, raw_id = "meta.entity_id", meta.get("entity_id")
         records = _records(body, "data", "previous")
+        key = f"pipedrive:v2:{event}"
     else:
         action = _known(meta, "action", V1_ACTIONS)
         obj = _known(meta, "object", V1_OBJECTS)
@@ -237,6 +247,8 @@ def parse_delivery(body: Any) -> Delivery:
         if isinstance(stamp, bool) or not isinstance(stamp, int) or not 0 < stamp < 2**63:
             raise _refuse(f"meta.{stamp_field} must be a positive whole number (epoch)")
         id_field, raw_id = "meta.id", meta.get("id")
+        if raw_id is None or raw_id == "":
+            raise _refuse("no meta.id (a v1 event is keyed on its record id)")
         records = _records(body, "current", "previous")
     _check_ids(meta, obj, records)
     if raw_id is None:
@@ -246,6 +258,8 @@ def parse_delivery(body: Any) -> Delivery:
         raise _refuse(f"{id_field} must be {_rule_for(obj)}")
     if obj == "deal" and entity_id is None:
         raise _refuse(f"a deal notification without a deal id ({id_field})")
+    if key is None:  # v1: the checked values, as Pipedrive sent them
+        key = f"pipedrive:v1:{obj}:{entity_id}:{meta['action']}:{stamp}"
     source = meta.get("change_source")
     delivery = Delivery(
         version=2 if v2 else 1,
@@ -255,7 +269,7 @@ def parse_delivery(body: Any) -> Delivery:
         change_source=source
         if isinstance(source, str) and _CHANGE_SOURCE.fullmatch(source)
         else None,
-        inbox_key=_inbox_key(body),
+        inbox_key=key,
     )
     return delivery
 
@@ -265,18 +279,19 @@ def event_id(inbox_key: str) -> str:
     return str(uuid.uuid5(EVENT_NAMESPACE, inbox_key))
 
 
-def pipedrive_event(payload: Mapping[str, Any], inbox_key: str) -> dict[str, Any] | None:
-    """The Prefect event (the JSON `POST /api/events` takes, one item of its list) for the
-    delivery `payload` stored under `inbox_key`; None for objects other than deals (the
-    incremental sync covers those). Raises `ValueError` for a body that is not a delivery."""
-    delivery = parse_delivery(payload)
-    return event_for(delivery, inbox_key)
+def pipedrive_event(payload: Mapping[str, Any]) -> dict[str, Any] | None:
+    """The Prefect event of the delivery `payload` (`event_for(parse_delivery(payload))`).
+    Raises `ValueError` for a body that is not a delivery."""
+    return event_for(parse_delivery(payload))
 
 
-def event_for(delivery: Delivery, inbox_key: str | None = None) -> dict[str, Any] | None:
+def event_for(delivery: Delivery) -> dict[str, Any] | None:
+    """The Prefect event (the JSON `POST /api/events` takes, one item of its list) of
+    `delivery`, its id and payload's `inbox_key` from `delivery.inbox_key`; None for objects
+    other than deals (the incremental sync covers those)."""
     if delivery.object not in EVENT_OBJECTS or delivery.deal_id is None:
         return None
-    key = inbox_key or delivery.inbox_key
+    key = delivery.inbox_key
     return {
         "id": event_id(key),
         "occurred": datetime.now(UTC).isoformat(),

@@ -17,8 +17,9 @@ address the connect flow registers with Pipedrive) takes Pipedrive webhook bodie
    None of these rejections stores anything or starts anything, and no reason or log line
    repeats any text of the body.
 3. **Stored** in the state store's inbox, de-duplicated on Pipedrive's event id
-   (`store.inbox_key`), committed *before* the answer (a store that cannot be written → 503, and
-   Pipedrive retries).
+   (`Delivery.inbox_key`, from the same parse), committed *before* the answer (a store that
+   cannot be written → 503, and Pipedrive retries). A deal's item is stored with its Prefect
+   event owed; other objects' with nothing owed.
 4. **A Prefect event** for deal notifications (`deployments.events`): `pipedrive.deal.<action>`,
    resource `pipedrive.deal.<id>`, id `uuid5(EVENT_NAMESPACE, inbox key)`, payload `deal_id`,
    `object`, `action`, `inbox_key`, `change_source`, posted synchronously to
@@ -26,16 +27,14 @@ address the connect flow registers with Pipedrive) takes Pipedrive webhook bodie
    are stored and get no event: the incremental sync covers them.
 5. **200** `{"stored": true, "duplicate": bool, "event": "posted" | "not posted", "event_id":
    ...}` (and a `reason` when no event was posted), even when Prefect is down: the
-   notification stays pending in the inbox and its key is kept in the *backlog* of unposted
-   events, which `drain_inbox` (the serve loop; or this app itself, after its next successful
-   post) posts later. A redelivery posts the same event id again only when the first post had
-   failed. The incremental sync settles every pending notification anyway: nothing is lost.
+   notification stays pending in the inbox with its event owed (the inbox's
+   `event_posted_at` is set only once Prefect took the event), and `drain_inbox` (the serve
+   loop; or this app itself, after its next successful post) posts it later. A redelivery
+   posts the same event id again only when the event is still owed. The incremental sync
+   settles every pending notification anyway: nothing is lost.
 
 `GET /healthz` → 200 `{"ok": true, "inbox": {status: count}, "events_not_posted": n}` (503 with
 the reason when the store cannot be read).
-
-The backlog is one small document in the store's cache (`BACKLOG_KEY`), changed under a
-process-wide lock; at most `BACKLOG_CAP` keys (beyond that the incremental sync takes over).
 """
 
 from __future__ import annotations
@@ -47,7 +46,7 @@ import logging
 import re
 import secrets
 import threading
-from collections.abc import AsyncIterator, Iterable
+from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from typing import Any
@@ -67,11 +66,9 @@ from deployments.events import (
     pipedrive_event,
 )
 from mappings.settings import Settings, receiver_password
-from store import StateStore, StoreUnavailableError
+from store import InboxItem, StateStore, StoreUnavailableError
 
 __all__ = [
-    "BACKLOG_CAP",
-    "BACKLOG_KEY",
     "HEALTH_PATH",
     "MAX_BODY_BYTES",
     "MAX_JSON_DEPTH",
@@ -79,7 +76,6 @@ __all__ = [
     "create_receiver_app",
     "drain_inbox",
     "pipedrive_event",
-    "unposted_events",
 ]
 
 log = logging.getLogger(__name__)
@@ -92,76 +88,43 @@ MAX_JSON_DEPTH = 32
 #: past the limit, the rest of a body is read and dropped up to this size (so that the client
 #: gets its 413 instead of a reset connection), then the connection is let go
 DISCARD_LIMIT_BYTES = 8 * MAX_BODY_BYTES
-BACKLOG_KEY = "receiver:unposted-events"
-BACKLOG_CAP = 5000
 REALM = "pdsync"
 
 _CONTENT_LENGTH = re.compile(r"[0-9]{1,18}")
 _STORE_ERRORS = (sa.exc.SQLAlchemyError, StoreUnavailableError, OSError)
-_backlog_lock = threading.RLock()
-_drain_lock = threading.Lock()
-
-
-# -- the backlog of events Prefect has not got yet ----------------------------------------------
-def _backlog(store: StateStore) -> list[str]:
-    found = store.cache_get(BACKLOG_KEY)
-    keys = found[0].get("keys") if found else None
-    return [k for k in keys if isinstance(k, str)] if isinstance(keys, list) else []
-
-
-def _backlog_add(store: StateStore, key: str) -> bool:
-    """Remember that the event of `key` is not in Prefect; False when the backlog is full."""
-    with _backlog_lock:
-        keys = _backlog(store)
-        if key in keys:
-            return True
-        if len(keys) >= BACKLOG_CAP:
-            return False
-        store.cache_put(BACKLOG_KEY, {"keys": [*keys, key]})
-        return True
-
-
-def _backlog_remove(store: StateStore, done: Iterable[str]) -> int:
-    """Forget `done` keys; returns how many keys are left."""
-    done = set(done)
-    with _backlog_lock:
-        keys = _backlog(store)  # read again: others may have been added meanwhile
-        left = [k for k in keys if k not in done]
-        if len(left) != len(keys):
-            store.cache_put(BACKLOG_KEY, {"keys": left})
-        return len(left)
-
-
-def unposted_events(store: StateStore) -> list[str]:
-    """The inbox keys whose Prefect event has not been posted yet, oldest first."""
-    return _backlog(store)
+_drain_lock = threading.Lock()  # one drain at a time in a process (the app's, the serve loop's)
 
 
 # -- draining -----------------------------------------------------------------------------------
+def _stored_event(item: InboxItem) -> dict[str, Any] | None:
+    """The Prefect event of a stored delivery (None: it gets none, or its body is not a
+    delivery, or it is stored under another key than its own)."""
+    try:
+        delivery = parse_delivery(item.payload)
+    except ValueError:
+        return None
+    if delivery.inbox_key != item.dedupe_key:
+        return None
+    return event_for(delivery)
+
+
 def _drain(store: StateStore, poster: EventPoster, limit: int) -> tuple[int, int]:
-    """Post the backlog's events, oldest first, until one fails; (posted, keys left)."""
+    """Post the owed events, oldest first, until one fails; (posted, events still owed)."""
     with _drain_lock:
-        keys = _backlog(store)[:limit]
+        items = store.inbox_not_posted(limit)
         settled: list[str] = []
         posted = 0
-        for key in keys:
-            item = store.inbox_get(key)
-            if item is None or item.status != "pending":
-                settled.append(key)  # a run or the incremental sync has handled it
-                continue
-            try:
-                event = pipedrive_event(item.payload, key)
-            except ValueError:
-                event = None
-            if event is None:
-                settled.append(key)
-                continue
-            if not poster.post(event):
-                break  # Prefect still down: keep the rest for the next drain
-            settled.append(key)
-            posted += 1
-        left = _backlog_remove(store, settled) if settled else len(_backlog(store))
-    if keys:
+        for item in items:
+            event = _stored_event(item)
+            if event is not None:
+                if not poster.post(event):
+                    break  # Prefect still down: keep the rest for the next drain
+                posted += 1
+            settled.append(item.dedupe_key)  # posted, or nothing to post
+        if settled:
+            store.inbox_mark_posted(settled)
+        left = store.inbox_not_posted_count()
+    if items:
         log.info("drained the inbox: %d event(s) posted to Prefect, %d still waiting", posted, left)
     return posted, left
 
@@ -170,7 +133,7 @@ def drain_inbox(store: StateStore, prefect_api_url: str, *, limit: int = 500) ->
     """Post the events of pending notifications whose event never reached Prefect (Prefect
     was down when they arrived), oldest first, at most `limit`; stops at the first post that
     fails (Prefect still down) and keeps the rest. Notifications a run or the incremental sync
-    already settled are forgotten without a post. Returns how many events were posted.
+    already settled are not posted. Returns how many events were posted.
 
     The event ids are the deterministic ones, so a drain that overlaps a redelivery's post
     starts no second run. A store that cannot be read is logged and counts as nothing posted.
@@ -298,7 +261,7 @@ def create_receiver_app(
     own_store = store is None
     inbox = store if store is not None else StateStore(settings.store_url)
     poster = EventPoster(api_url)
-    state = {"backlog": True}  # the backlog may hold keys: try a drain after the next post
+    state = {"owed": True}  # events may be owed: try a drain after the next post
 
     @asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
@@ -337,14 +300,15 @@ def create_receiver_app(
     def drain_in_background() -> None:
         try:
             _, left = _drain(inbox, poster, 500)
-            state["backlog"] = left > 0
+            state["owed"] = left > 0
         except _STORE_ERRORS as exc:
             log.warning("inbox not drained: the state store failed (%s)", type(exc).__name__)
 
     def accept(body: dict[str, Any], delivery: Delivery) -> _Outcome:
         key = delivery.inbox_key
+        event = event_for(delivery)
         try:
-            new = inbox.inbox_add(key, body)
+            new = inbox.inbox_add(key, body, event_due=event is not None)
         except ValueError as exc:  # not storable as plain JSON
             log.warning(
                 "webhook %s refused with 400: not a storable JSON document", delivery.describe()
@@ -358,7 +322,6 @@ def create_receiver_app(
                 type(exc).__name__,
             )
             return _Outcome(503, {"detail": "the notification could not be stored; retry later"})
-        event = event_for(delivery, key)
         answer: dict[str, Any] = {"stored": True, "duplicate": not new}
         drain = False
         if event is None:
@@ -371,7 +334,7 @@ def create_receiver_app(
         else:
             answer["event_id"] = event["id"]
             try:
-                retry = not new and key in _backlog(inbox)
+                retry = not new and inbox.inbox_event_owed(key)
             except _STORE_ERRORS:
                 retry = True  # post again: Prefect de-duplicates the id
             if new or retry:
@@ -379,16 +342,12 @@ def create_receiver_app(
                 if error is None:
                     answer["event"] = "posted"
                     what = f"event {event['event']} posted"
-                    if retry:
-                        _backlog_remove_safely(inbox, key)
-                    drain = state["backlog"]
+                    _mark_posted_safely(inbox, key)
+                    drain = state["owed"]
                 else:
                     answer.update(event="not posted", reason=error)
-                    kept = _backlog_add_safely(inbox, key)
-                    state["backlog"] = state["backlog"] or kept
-                    what = f"event NOT posted ({error}); " + (
-                        "kept for the drain" if kept else "the incremental sync will cover it"
-                    )
+                    state["owed"] = True
+                    what = f"event NOT posted ({error}); kept for the drain"
             else:
                 answer["event"] = "posted"
                 what = "event already posted"
@@ -442,7 +401,7 @@ def create_receiver_app(
     def healthz() -> JSONResponse:
         try:
             counts = inbox.inbox_counts()
-            waiting = len(_backlog(inbox))
+            waiting = inbox.inbox_not_posted_count()
         except _STORE_ERRORS as exc:
             return JSONResponse(
                 {"ok": False, "detail": f"the state store failed ({type(exc).__name__})"},
@@ -453,21 +412,8 @@ def create_receiver_app(
     return app
 
 
-def _backlog_add_safely(store: StateStore, key: str) -> bool:
+def _mark_posted_safely(store: StateStore, key: str) -> None:
     try:
-        kept = _backlog_add(store, key)
-    except _STORE_ERRORS as exc:
-        log.warning("the unposted event of %s not kept (%s)", key, type(exc).__name__)
-        return False
-    if not kept:
-        log.warning(
-            "more than %d unposted events: %s is left to the incremental sync", BACKLOG_CAP, key
-        )
-    return kept
-
-
-def _backlog_remove_safely(store: StateStore, key: str) -> None:
-    try:
-        _backlog_remove(store, [key])
-    except _STORE_ERRORS as exc:
-        log.warning("the posted event of %s still in the backlog (%s)", key, type(exc).__name__)
+        store.inbox_mark_posted([key])
+    except _STORE_ERRORS as exc:  # the drain posts it again: Prefect de-duplicates the id
+        log.warning("the posted event of %s not marked posted (%s)", key, type(exc).__name__)

@@ -1,6 +1,6 @@
 """The state store (sqlmodel): links, cursors, the webhook inbox, the connection, the run log.
 
-    from store import StateStore, LinkRow, RunAction, Connection, inbox_key
+    from store import StateStore, LinkRow, RunAction, Connection
 
     with StateStore(settings.store.url) as store:   # SQLite file or postgresql+psycopg://...
         links = store.links_for("deal", deal_ids)
@@ -31,7 +31,6 @@ from store.records import (
     RunLogEntry,
     RunReport,
     canonical_json,
-    inbox_key,
     token_fingerprint,
     values_hash,
 )
@@ -61,7 +60,6 @@ __all__ = [
     "StoreUrlError",
     "canonical_json",
     "database_url",
-    "inbox_key",
     "token_fingerprint",
     "values_hash",
 ]

@@ -122,9 +122,42 @@ def _v2(conn: sa.Connection) -> None:
     md.create_all(conn)
 
 
+#: Where the receiver kept the inbox keys of events it could not post, before version 3: a
+#: cache document `{"keys": [...]}` (version 3 moves them into `inbox.event_posted_at`).
+V2_UNPOSTED_EVENTS_KEY = "receiver:unposted-events"
+
+
+def _v3(conn: sa.Connection) -> None:
+    """`inbox.event_posted_at`: when the item's Prefect event was posted (NULL: still owed).
+    Items stored before count as posted, except those of the receiver's old backlog of
+    unposted events (a cache document, removed here)."""
+    column_type = UTCDateTime().compile(dialect=conn.dialect)
+    conn.execute(sa.text(f"ALTER TABLE inbox ADD COLUMN event_posted_at {column_type}"))
+    inbox = sa.table(
+        "inbox",
+        sa.column("dedupe_key", sa.String(200)),
+        sa.column("received_at", UTCDateTime),
+        sa.column("event_posted_at", UTCDateTime),
+    )
+    cache = sa.table("cache", sa.column("key", sa.String(100)), sa.column("value", _json()))
+    conn.execute(sa.update(inbox).values(event_posted_at=inbox.c.received_at))
+    found = conn.execute(
+        sa.select(cache.c.value).where(cache.c.key == V2_UNPOSTED_EVENTS_KEY)
+    ).scalar()
+    keys = found.get("keys") if isinstance(found, dict) else None
+    unposted = sorted({k for k in keys if isinstance(k, str)}) if isinstance(keys, list) else []
+    for start in range(0, len(unposted), 500):
+        chunk = unposted[start : start + 500]
+        conn.execute(
+            sa.update(inbox).where(inbox.c.dedupe_key.in_(chunk)).values(event_posted_at=None)
+        )
+    conn.execute(sa.delete(cache).where(cache.c.key == V2_UNPOSTED_EVENTS_KEY))
+
+
 MIGRATIONS: tuple[Migration, ...] = (
     Migration(1, "links, cursors, inbox, connections, run log", _v1),
     Migration(2, "cache of reusable API answers", _v2),
+    Migration(3, "inbox: when each item's Prefect event was posted", _v3),
 )
 LATEST = MIGRATIONS[-1].version
 

@@ -6,7 +6,8 @@ version); a test checks that a freshly migrated database matches these models.
 * `links`: one row per linked record pair: (object type, Pipedrive id) and (object type,
   Planhat id) are each unique; the last-synced value of each mapped field (JSON) and its hash.
 * `cursors`: one row per stream: the position (a UTC time), the ids seen at that exact time.
-* `inbox`: one row per webhook event (dedupe key unique), with its processing status.
+* `inbox`: one row per webhook event (dedupe key unique), with its processing status and
+  when its Prefect event was posted (`event_posted_at`, NULL while the event is owed).
 * `connections`: the verified Pipedrive connection (token fingerprint only).
 * `run_log`: one row per (run, object type, record): the action taken and why.
 * `schema_version`: one row per applied migration.
@@ -96,6 +97,7 @@ class InboxTable(SQLModel, table=True):
     received_at: datetime = Field(sa_type=UTCDateTime)
     claimed_at: datetime | None = Field(default=None, sa_type=UTCDateTime)
     processed_at: datetime | None = Field(default=None, sa_type=UTCDateTime)
+    event_posted_at: datetime | None = Field(default=None, sa_type=UTCDateTime)
 
 
 class ConnectionTable(SQLModel, table=True):

@@ -4,7 +4,7 @@
     known = store.links_for("deal", [101, 102])           # {101: Link(...)}
     store.upsert_links("deal", [LinkRow(101, "ph_1", {"value": 1200})])
     store.advance_cursor("deals", last_update, seen_ids=[101], pushed=result.ok)
-    store.inbox_add(inbox_key(payload), payload)         # True the first time only
+    store.inbox_add(delivery.inbox_key, payload)         # True the first time only
     store.log_actions(run_id, [RunAction("deal", "skipped", 7, reason="deal is open")])
     store.run_report(run_id).counts_table()
 
@@ -20,7 +20,8 @@ Guarantees, on both backends and with any number of processes sharing the databa
 * **Cursors** only move forward, and only when the caller says the push succeeded.
 * **Inbox**: one row per dedupe key however often it is added; each pending item is claimed by
   exactly one `inbox_claim` (PostgreSQL: `FOR UPDATE SKIP LOCKED`; SQLite: one atomic
-  `UPDATE ... RETURNING` under the database's write lock).
+  `UPDATE ... RETURNING` under the database's write lock). An item's Prefect event is owed
+  from `inbox_add` until `inbox_mark_posted` (`inbox_not_posted` lists the owed ones).
 * **Secrets**: the connection keeps the token's fingerprint (`Connection.for_token` hashes
   it); no `StateStore` method takes a token, and the URL's password is never shown.
 
@@ -516,29 +517,86 @@ class StateStore:
             processed_at=row.processed_at,
         )
 
-    def inbox_add(self, dedupe_key: str, payload: Mapping[str, Any]) -> bool:
+    def inbox_add(
+        self, dedupe_key: str, payload: Mapping[str, Any], *, event_due: bool = True
+    ) -> bool:
         """Store a webhook delivery durably (committed before this returns) as `pending`.
 
         Returns True when the key is new, False when an item with this key is already stored
-        (a redelivery: nothing changes, whatever its status). `dedupe_key` comes from
-        `store.inbox_key(payload)`."""
+        (a redelivery: nothing changes, whatever its status). `dedupe_key` is the delivery's
+        event key (the receiver's `Delivery.inbox_key`). The item's Prefect event is owed
+        until `inbox_mark_posted`; with `event_due=False` (a delivery that gets no event)
+        nothing is owed from the start."""
         dedupe_key = _check_dedupe_key(dedupe_key)
         if not isinstance(payload, Mapping):
             raise ValueError(f"payload must be a JSON object, got {type(payload).__name__}")
         document = json.loads(canonical_json(payload))  # plain JSON, or ValueError now
+        now = self._now()
+        row: dict[str, Any] = {
+            "dedupe_key": dedupe_key,
+            "payload": document,
+            "status": "pending",
+            "attempts": 0,
+            "received_at": now,
+        }
+        if not event_due:
+            row["event_posted_at"] = now
         statement = (
             self._insert(inbox)
             .on_conflict_do_nothing(index_elements=[inbox.c.dedupe_key])
-            .values(
-                dedupe_key=dedupe_key,
-                payload=document,
-                status="pending",
-                attempts=0,
-                received_at=self._now(),
-            )
+            .values(**row)
             .returning(inbox.c.id)
         )  # rowcount is not reliable with RETURNING; the returned row is
         return self._write(lambda conn: conn.execute(statement).first() is not None)
+
+    def inbox_mark_posted(self, dedupe_keys: Iterable[str]) -> int:
+        """Record that the Prefect event of these items was posted (or that they need none):
+        they leave `inbox_not_posted`. Returns how many changed (items already marked, and
+        keys not stored, are left as they are)."""
+        keys = sorted({_check_dedupe_key(k) for k in dedupe_keys})
+
+        def work(conn: sa.Connection) -> int:
+            changed = 0
+            for chunk in _chunks(keys):
+                statement = (
+                    sa.update(inbox)
+                    .where(
+                        _among(inbox.c.dedupe_key, chunk, self.dialect),
+                        inbox.c.event_posted_at.is_(None),
+                    )
+                    .values(event_posted_at=self._now())
+                )
+                changed += conn.execute(statement).rowcount
+            return changed
+
+        return self._write(work) if keys else 0
+
+    @staticmethod
+    def _not_posted() -> sa.ColumnElement[bool]:
+        return sa.and_(inbox.c.status == "pending", inbox.c.event_posted_at.is_(None))
+
+    def inbox_not_posted(self, limit: int = 100) -> list[InboxItem]:
+        """Up to `limit` pending items whose Prefect event is owed (never posted), oldest
+        first. Items a run or the incremental sync already settled are not among them."""
+        if isinstance(limit, bool) or not isinstance(limit, int) or limit < 1:
+            raise ValueError(f"limit must be a positive integer, got {limit!r}")
+        query = sa.select(inbox).where(self._not_posted()).order_by(inbox.c.id).limit(limit)
+        with self._engine.connect() as conn:
+            return [self._item(row) for row in conn.execute(query)]
+
+    def inbox_not_posted_count(self) -> int:
+        """How many pending items' Prefect events are owed."""
+        query = sa.select(sa.func.count()).select_from(inbox).where(self._not_posted())
+        with self._engine.connect() as conn:
+            return int(conn.execute(query).scalar() or 0)
+
+    def inbox_event_owed(self, dedupe_key: str) -> bool:
+        """True when the item with this key is pending and its Prefect event is owed."""
+        query = sa.select(inbox.c.id).where(
+            inbox.c.dedupe_key == _check_dedupe_key(dedupe_key), self._not_posted()
+        )
+        with self._engine.connect() as conn:
+            return conn.execute(query).first() is not None
 
     def _claim(self, condition: sa.ColumnElement[bool], limit: int) -> list[InboxItem]:
         pick = (

@@ -15,6 +15,7 @@ from typing import Any
 import yaml
 from fastapi import FastAPI, Request, Response
 
+from deployments.sandbox_settings import SANDBOX_DIR
 from mappings.settings import Settings, load_settings
 
 REPO = Path(__file__).resolve().parents[2]
@@ -29,7 +30,7 @@ def write_settings(directory: Path, public_url: str | None = None) -> Settings:
     """The sandbox settings with a fresh SQLite store and the test password variable; the
     password must be in the environment (`PASSWORD_ENV`) when the app is created."""
     directory.mkdir(parents=True, exist_ok=True)
-    data = yaml.safe_load((REPO / "mappings" / "sandbox" / "integration.yaml").read_text())
+    data = yaml.safe_load((SANDBOX_DIR / "integration.yaml").read_text())
     data["connection"]["receiver"]["public_url"] = public_url
     data["connection"]["receiver"]["basic_auth"] = {
         "username": USERNAME,

@@ -34,7 +34,7 @@ from receiver_support import (
     write_settings,
 )
 
-from deployments.events import EVENT_NAMESPACE
+from deployments.events import EVENT_NAMESPACE, parse_delivery
 from deployments.receiver import (
     MAX_BODY_BYTES,
     MAX_JSON_DEPTH,
@@ -42,12 +42,11 @@ from deployments.receiver import (
     create_receiver_app,
     drain_inbox,
     pipedrive_event,
-    unposted_events,
 )
 from mappings.settings import Settings
 from sandbox.runner import Sandbox
 from sandbox.server import ServedApp, free_port
-from store import StateStore, inbox_key
+from store import StateStore
 
 EMPTY_INBOX = {"pending": 0, "processing": 0, "done": 0, "failed": 0}
 
@@ -91,6 +90,16 @@ def client(settings: Settings, store: StateStore, api_url: str) -> Iterator[Test
 
 def deliver(client: TestClient, body: Any, **headers: str) -> httpx.Response:
     return client.post(WEBHOOK_PATH, json=body, headers={**basic(), **headers})
+
+
+def inbox_key(body: Any) -> str:
+    """The key the receiver stores a delivery under (the one parser's)."""
+    return parse_delivery(body).inbox_key
+
+
+def unposted_events(store: StateStore) -> list[str]:
+    """The inbox keys whose Prefect event is owed, oldest first."""
+    return [item.dedupe_key for item in store.inbox_not_posted(1000)]
 
 
 # -- auth ---------------------------------------------------------------------------------------
@@ -553,7 +562,7 @@ def test_the_event_names_the_deal_and_carries_ids_only(
 def test_v1_actions_are_named_in_v2_words(v1_action: str, expected: str) -> None:
     body = v1_deal(77)
     body["meta"]["action"] = v1_action
-    event = pipedrive_event(body, inbox_key(body))
+    event = pipedrive_event(body)
     assert event is not None
     assert event["event"] == f"pipedrive.deal.{expected}"
     assert event["resource"] == {"prefect.resource.id": "pipedrive.deal.77"}
@@ -574,10 +583,31 @@ def test_redeliveries_give_identical_event_ids() -> None:
     again["retry"] = 2
     v2_first = v2_deal(5)
     v2_again = {**v2_first, "meta": {**v2_first["meta"], "attempt": 3}}
-    ids = [pipedrive_event(b, inbox_key(b))["id"] for b in (first, again, v2_first, v2_again)]
+    ids = [pipedrive_event(b)["id"] for b in (first, again, v2_first, v2_again)]
     assert ids[0] == ids[1] and ids[2] == ids[3] and ids[0] != ids[2]
     other_change = v1_deal(stamp=1739827399000000)  # a later change of the same deal
-    assert pipedrive_event(other_change, inbox_key(other_change))["id"] != ids[0]
+    assert pipedrive_event(other_change)["id"] != ids[0]
+
+
+def test_one_key_format_dedupes_the_inbox_and_names_the_event() -> None:
+    """`parse_delivery`'s key is the inbox's dedupe key and the source of the event id."""
+    v1 = v1_deal()
+    assert inbox_key(v1) == "pipedrive:v1:deal:9:updated:1739827361322662"
+    assert inbox_key({**v1, "retry": 3}) == inbox_key(v1)
+    assert inbox_key(v1_deal(8)) != inbox_key(v1)
+    v2 = v2_deal(5)
+    assert inbox_key(v2) == f"pipedrive:v2:{v2['meta']['id']}"
+    for body in (v1, v2):
+        event = pipedrive_event(body)
+        assert event is not None and event["payload"]["inbox_key"] == inbox_key(body)
+        assert event["id"] == str(uuid.uuid5(EVENT_NAMESPACE, inbox_key(body)))
+    no_record_id = v1_deal()
+    del no_record_id["meta"]["id"]
+    for not_a_webhook in ({}, {"meta": {}}, {"meta": {"version": "2.0"}}, {"data": 1}):
+        with pytest.raises(ValueError, match="not a Pipedrive webhook"):
+            parse_delivery(not_a_webhook)
+    with pytest.raises(ValueError, match="meta.id"):
+        parse_delivery(no_record_id)  # a v1 event is keyed on its record id
 
 
 def test_other_objects_are_stored_without_an_event(
@@ -666,6 +696,35 @@ def test_drain_forgets_notifications_already_settled(
     assert drain_inbox(store, api_url) == 1
     assert [e["payload"]["deal_id"] for e in fake.events] == [22]
     assert unposted_events(store) == []
+
+
+def test_an_event_owed_since_the_receiver_stopped_is_drained(
+    store: StateStore, fake: FakePrefect, api_url: str
+) -> None:
+    """Stored, then the receiver died before posting: the event is owed from the moment the
+    notification is stored, and the next drain posts it."""
+    body = v2_deal(31)
+    key = inbox_key(body)
+    assert store.inbox_add(key, body)
+    assert unposted_events(store) == [key]
+    assert drain_inbox(store, api_url) == 1
+    (event,) = fake.events
+    assert event == {**event, "id": str(uuid.uuid5(EVENT_NAMESPACE, key))}
+    assert event["payload"]["inbox_key"] == key and event["payload"]["deal_id"] == 31
+    assert unposted_events(store) == [] and drain_inbox(store, api_url) == 0
+
+
+def test_drain_settles_owed_items_that_get_no_event_without_a_post(
+    store: StateStore, fake: FakePrefect, api_url: str
+) -> None:
+    person, deal = v1_person(5), v2_deal(8)
+    store.inbox_add("not-a-delivery", {"n": 1})
+    store.inbox_add(inbox_key(person), person)
+    store.inbox_add("pipedrive:v2:not-its-own-key", deal)  # its event would claim nothing
+    assert len(unposted_events(store)) == 3
+    assert drain_inbox(store, api_url) == 0
+    assert fake.events == [] and unposted_events(store) == []
+    assert store.inbox_counts()["pending"] == 3  # still there for the incremental sync
 
 
 def test_a_store_that_cannot_be_written_gets_503_so_pipedrive_retries(

@@ -10,6 +10,7 @@ import signal
 import socket
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -20,27 +21,24 @@ import pytest
 import yaml
 
 import deployments.receiver
+from deployments.definitions import DEPLOYMENT_NAMES, build_deployments, deal_trigger
 from deployments.demo import deal_sync_runs, write_demo_settings
-from deployments.serve import (
-    DEPLOYMENT_NAMES,
-    InboxDrainer,
+from deployments.prefect_server import (
     LocalPrefectServer,
     ServeError,
-    build_deployments,
-    deal_trigger,
     group_members,
-    receiver_address,
-    run_serve,
     stop_process_group,
 )
-from mappings.account import open_pipedrive
+from deployments.sandbox_settings import SANDBOX_DIR
+from deployments.serve import InboxDrainer, receiver_address, run_serve
 from mappings.settings import load_settings
 from sandbox.runner import Sandbox
 from store import StateStore
+from tasks.account import open_pipedrive
 from tasks.connect import ensure_webhook
 
 REPO = Path(__file__).resolve().parents[2]
-SANDBOX_SETTINGS = REPO / "mappings" / "sandbox"
+SANDBOX_SETTINGS = SANDBOX_DIR
 
 
 def _settings(tmp_path: Path, receiver_url: str, **urls: str) -> Path:
@@ -183,24 +181,48 @@ def test_serve_refuses_a_receiver_port_in_use_before_starting_anything(
             run_serve(str(directory), api_url="http://127.0.0.1:9/api", announce=lambda _: None)
 
 
+def test_the_names_other_modules_import_from_serve_still_resolve() -> None:
+    """`deployments.serve` was split (definitions, prefect_server): its old names remain."""
+    import deployments.definitions as definitions
+    import deployments.prefect_server as prefect_server
+    import deployments.serve as serve
+
+    moved = {
+        definitions: ["DEAL_EVENTS", "DEAL_SYNC_CONCURRENCY", "DEPLOYMENT_NAMES",
+                      "build_deployments", "deal_trigger"],
+        prefect_server: ["LOCAL_PREFECT_HOME", "PREFECT_PORT", "LocalPrefectServer",
+                         "ServeError", "free_port", "group_members", "port_in_use",
+                         "prefect_api", "prefect_settings", "stop_process_group"],
+    }  # fmt: skip
+    for module, names in moved.items():
+        for name in names:
+            assert getattr(serve, name) is getattr(module, name), name
+            assert name in serve.__all__, name
+    assert all(hasattr(serve, name) for name in serve.__all__)
+
+
 def test_the_inbox_drain_runs_at_start_and_then_periodically(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     calls: list[str] = []
+    third = threading.Event()
 
     def fake_drain(store: StateStore, api_url: str, *, limit: int = 500) -> int:
         calls.append(api_url)
+        if len(calls) >= 3:
+            third.set()
         return 0
 
     monkeypatch.setattr(deployments.receiver, "drain_inbox", fake_drain)
     drainer = InboxDrainer(f"sqlite:///{tmp_path / 'state.db'}", "http://api", every_s=0.05)
     drainer.start()
-    time.sleep(0.4)
+    assert third.wait(60)  # the timeout only catches a hang
     drainer.stop()
-    assert len(calls) >= 3 and set(calls) == {"http://api"}
+    assert not drainer._thread.is_alive()  # stopped
     settled = len(calls)
-    time.sleep(0.2)
-    assert len(calls) == settled  # stopped
+    assert settled >= 3 and set(calls) == {"http://api"}
+    drainer.stop()  # stopping twice is harmless
+    assert len(calls) == settled
 
 
 # -- end to end, against a real Prefect server -------------------------------------------------

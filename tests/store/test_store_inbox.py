@@ -1,5 +1,9 @@
 """The webhook inbox: durable, one item per Pipedrive event however often it is delivered,
-claimed by one worker at a time, finished as done or failed (or retried)."""
+claimed by one worker at a time, finished as done or failed (or retried); each item's Prefect
+event owed until it is marked posted.
+
+The store takes dedupe keys as given (the receiver's parser derives them from the body): the
+keys here are store-neutral strings of the same shape."""
 
 from __future__ import annotations
 
@@ -11,7 +15,7 @@ from typing import Any
 import pytest
 from store_support import FakeClock
 
-from store import StateStore, inbox_key
+from store import StateStore
 
 
 def v2_delivery(event_id: str, deal_id: int, attempt: int = 1) -> dict[str, Any]:
@@ -51,9 +55,8 @@ def v1_delivery(deal_id: int, retry: int = 0) -> dict[str, Any]:
 def test_a_redelivered_event_is_stored_once(store: StateStore) -> None:
     first = v2_delivery("8f1c-event", 42, attempt=1)
     retry = v2_delivery("8f1c-event", 42, attempt=2)
-    assert inbox_key(first) == inbox_key(retry) == "pipedrive:v2:8f1c-event"
-    assert store.inbox_add(inbox_key(first), first) is True
-    assert store.inbox_add(inbox_key(retry), retry) is False
+    assert store.inbox_add("pipedrive:v2:8f1c-event", first) is True
+    assert store.inbox_add("pipedrive:v2:8f1c-event", retry) is False
     assert store.inbox_counts() == {"pending": 1, "processing": 0, "done": 0, "failed": 0}
     item = store.inbox_get("pipedrive:v2:8f1c-event")
     assert item is not None and item.payload == first  # stored as first received
@@ -65,27 +68,81 @@ def test_an_added_event_is_committed_when_inbox_add_returns(
 ) -> None:
     receiver, worker = open_store(), open_store()  # two connections, as two processes have
     payload = v2_delivery("e-7", 7)
-    assert receiver.inbox_add(inbox_key(payload), payload) is True
+    assert receiver.inbox_add("pipedrive:v2:e-7", payload) is True
     receiver.close()  # the receiver answers 200 and may die now
     [item] = worker.inbox_claim(5)
     assert item.payload == payload
 
 
-def test_v1_deliveries_get_a_key_stable_across_retries(store: StateStore) -> None:
-    assert inbox_key(v1_delivery(7, retry=0)) == inbox_key(v1_delivery(7, retry=3))
-    assert inbox_key(v1_delivery(7)) != inbox_key(v1_delivery(8))
-    for not_a_webhook in ({}, {"meta": {}}, {"meta": {"version": "2.0"}}, {"data": 1}):
-        with pytest.raises(ValueError, match="not a Pipedrive webhook"):
-            inbox_key(not_a_webhook)
+def test_keys_are_taken_as_given_and_checked_for_length(store: StateStore) -> None:
+    key = "pipedrive:v1:deal:7:updated:1772366400123456"
+    assert store.inbox_add(key, v1_delivery(7, retry=0)) is True
+    assert store.inbox_add(key, v1_delivery(7, retry=3)) is False
+    for bad in ("", "k" * 201, None, 7):
+        with pytest.raises(ValueError, match="dedupe key"):
+            store.inbox_add(bad, v1_delivery(7))  # type: ignore[arg-type]
+    assert store.inbox_counts()["pending"] == 1
 
 
 def test_a_done_event_delivered_again_is_not_processed_again(store: StateStore) -> None:
     payload = v2_delivery("e-1", 1)
-    store.inbox_add(inbox_key(payload), payload)
+    store.inbox_add("pipedrive:v2:e-1", payload)
     [item] = store.inbox_claim(10)
     assert store.inbox_done([item.id]) == 1
-    assert store.inbox_add(inbox_key(payload), payload) is False
+    assert store.inbox_add("pipedrive:v2:e-1", payload) is False
     assert store.inbox_claim(10) == []
+
+
+# -- the Prefect event of each item ---------------------------------------------------------------
+def _not_posted(store: StateStore) -> list[str]:
+    return [item.dedupe_key for item in store.inbox_not_posted(100)]
+
+
+def test_an_items_event_is_owed_until_marked_posted(store: StateStore) -> None:
+    for n in range(3):
+        store.inbox_add(f"pipedrive:v2:e{n}", v2_delivery(f"e{n}", n + 1))
+    assert _not_posted(store) == ["pipedrive:v2:e0", "pipedrive:v2:e1", "pipedrive:v2:e2"]
+    assert store.inbox_not_posted_count() == 3
+    assert store.inbox_event_owed("pipedrive:v2:e1") is True
+    assert store.inbox_mark_posted(["pipedrive:v2:e1", "absent"]) == 1
+    assert store.inbox_mark_posted(["pipedrive:v2:e1"]) == 0  # already marked
+    assert store.inbox_mark_posted([]) == 0
+    assert store.inbox_event_owed("pipedrive:v2:e1") is False
+    assert store.inbox_event_owed("absent") is False
+    assert _not_posted(store) == ["pipedrive:v2:e0", "pipedrive:v2:e2"]
+    assert [i.dedupe_key for i in store.inbox_not_posted(1)] == ["pipedrive:v2:e0"]  # oldest
+    assert store.inbox_not_posted_count() == 2
+    assert store.inbox_add("pipedrive:v2:e1", v2_delivery("e1", 2)) is False
+    assert store.inbox_event_owed("pipedrive:v2:e1") is False  # a redelivery owes nothing new
+    for bad in (0, -1, True, "5"):
+        with pytest.raises(ValueError, match="limit"):
+            store.inbox_not_posted(bad)  # type: ignore[arg-type]
+
+
+def test_an_item_stored_without_an_event_owes_none(store: StateStore) -> None:
+    assert store.inbox_add("pipedrive:v1:person:5:updated:1", {"n": 1}, event_due=False)
+    assert _not_posted(store) == [] and store.inbox_not_posted_count() == 0
+    assert store.inbox_event_owed("pipedrive:v1:person:5:updated:1") is False
+    assert store.inbox_mark_posted(["pipedrive:v1:person:5:updated:1"]) == 0
+    [item] = store.inbox_claim(1)  # claimed and processed like any other
+    assert item.dedupe_key == "pipedrive:v1:person:5:updated:1"
+
+
+def test_settled_items_owe_no_event(store: StateStore) -> None:
+    for key in ("done", "failed", "processing", "pending"):
+        store.inbox_add(key, {"key": key})
+    done, failed, _ = store.inbox_claim(3)
+    store.inbox_done([done.id])
+    store.inbox_failed([failed.id], "gone")
+    assert _not_posted(store) == ["pending"] and store.inbox_not_posted_count() == 1
+    assert [store.inbox_event_owed(k) for k in ("done", "failed", "processing", "pending")] == [
+        False,
+        False,
+        False,
+        True,
+    ]
+    assert store.inbox_mark_posted(["done", "failed", "processing", "pending"]) == 4
+    assert store.inbox_not_posted_count() == 0
 
 
 def test_claims_are_fifo_and_each_item_is_handed_out_once(store: StateStore) -> None:

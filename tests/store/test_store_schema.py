@@ -18,7 +18,7 @@ from store import (
     StoreUrlError,
     database_url,
 )
-from store.schema import TABLES, schema_version
+from store.schema import TABLES, inbox, schema_version
 from store.testing import free_port
 
 
@@ -102,6 +102,46 @@ def test_a_database_of_the_first_version_is_upgraded_in_place(
     if SCHEMA_VERSION >= 2:
         current.cache_put("account", {"pipelines": []})
         assert current.cache_get("account") is not None
+
+
+def test_version_3_moves_the_receivers_unposted_events_into_the_inbox(
+    open_store: Callable[[], StateStore], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Before version 3 the receiver kept the keys of events it could not post in a cache
+    document: those items stay owed, every other item counts as posted, the document goes."""
+    with monkeypatch.context() as second_release:
+        second_release.setattr(migrations, "MIGRATIONS", migrations.MIGRATIONS[:2])
+        second_release.setattr(migrations, "LATEST", 2)
+        old = open_store()
+        for key in ("posted", "unposted", "unposted-done", "person"):
+            old.inbox_add(f"pipedrive:v2:{key}", {"key": key})
+        with old.engine.begin() as conn:  # settled by a run (the version-2 columns only)
+            conn.execute(
+                sa.text("UPDATE inbox SET status = 'done' WHERE dedupe_key = :key"),
+                {"key": "pipedrive:v2:unposted-done"},
+            )
+        old.cache_put(
+            migrations.V2_UNPOSTED_EVENTS_KEY,
+            {"keys": ["pipedrive:v2:unposted", "pipedrive:v2:unposted-done", "absent", 7]},
+        )
+        old.cache_put("account", {"pipelines": []})
+        assert old.schema_version() == 2
+    current = open_store()
+    assert current.schema_version() == SCHEMA_VERSION >= 3
+    assert [i.dedupe_key for i in current.inbox_not_posted(10)] == ["pipedrive:v2:unposted"]
+    assert current.inbox_not_posted_count() == 1
+    assert current.cache_get(migrations.V2_UNPOSTED_EVENTS_KEY) is None
+    assert current.cache_get("account") is not None  # the rest of the cache is kept
+    assert current.inbox_counts()["pending"] == 3
+    with current.engine.connect() as conn:
+        posted = conn.execute(
+            sa.select(inbox.c.received_at, inbox.c.event_posted_at).where(
+                inbox.c.dedupe_key == "pipedrive:v2:posted"
+            )
+        ).one()
+    assert posted.event_posted_at == posted.received_at  # an aware UTC time, as stored
+    assert current.inbox_mark_posted(["pipedrive:v2:unposted"]) == 1
+    assert current.inbox_not_posted_count() == 0
 
 
 def test_a_database_from_a_newer_pdsync_is_refused(

@@ -1,0 +1,118 @@
+"""The four deployments of one-machine mode: the same as prefect.yaml's, without a work pool.
+
+* `deal-sync/deal-sync`: the event trigger on `pipedrive.deal.*` (deal id and inbox key
+  templated from the event), at most `deal_concurrency` runs at once, the others queued;
+* `incremental-sync/incremental-sync`: the settings' schedule (`incremental.cron`,
+  `.timezone`), one at a time (a run due while one runs is cancelled);
+* `company-resync/company-resync`: ad hoc, the Prefect UI's Run form (a `company` field) or
+  `pdsync resync`;
+* `connect/connect`: ad hoc.
+
+A test checks that prefect.yaml declares the same trigger, schedule and limits.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from prefect.deployments.runner import RunnerDeployment
+
+    from mappings.settings import Settings
+
+DEAL_EVENTS = "pipedrive.deal.*"
+DEAL_RESOURCES = "pipedrive.deal.*"
+DEAL_SYNC_CONCURRENCY = 4
+DEPLOYMENT_NAMES = (
+    "deal-sync/deal-sync",
+    "incremental-sync/incremental-sync",
+    "company-resync/company-resync",
+    "connect/connect",
+)
+
+
+def deal_trigger() -> Any:
+    """The deal-sync trigger: every `pipedrive.deal.*` event starts one run with the event's
+    deal id and inbox key (the same trigger as in prefect.yaml)."""
+    from prefect.events import DeploymentEventTrigger
+
+    return DeploymentEventTrigger(
+        name="pipedrive deal notification",
+        expect={DEAL_EVENTS},
+        match={"prefect.resource.id": DEAL_RESOURCES},
+        for_each={"prefect.resource.id"},
+        posture="Reactive",  # type: ignore[arg-type]
+        threshold=1,
+        within=0,  # type: ignore[arg-type]
+        parameters={
+            "deal_id": "{{ event.payload.deal_id }}",
+            "inbox_key": "{{ event.payload.inbox_key }}",
+        },
+    )
+
+
+def build_deployments(
+    settings: Settings,
+    settings_dir: str | None,
+    *,
+    deal_concurrency: int = DEAL_SYNC_CONCURRENCY,
+) -> list[RunnerDeployment]:
+    """The four deployments of one-machine mode (the same as prefect.yaml's, without a pool).
+    `settings_dir` (absolute) becomes every deployment's default `settings_dir` parameter."""
+    from prefect.client.schemas.objects import ConcurrencyLimitConfig, ConcurrencyLimitStrategy
+    from prefect.schedules import Cron
+    from prefect.types.entrypoint import EntrypointType
+
+    from flows.company_resync import company_resync
+    from flows.connect import connect
+    from flows.deal_sync import deal_sync
+    from flows.incremental_sync import incremental_sync
+
+    params: dict[str, Any] = {"settings_dir": settings_dir} if settings_dir else {}
+    module = EntrypointType.MODULE_PATH  # importable from any working directory
+    inc = settings.integration.incremental
+    return [
+        deal_sync.to_deployment(
+            "deal-sync",
+            triggers=[deal_trigger()],
+            concurrency_limit=ConcurrencyLimitConfig(
+                limit=deal_concurrency, collision_strategy=ConcurrencyLimitStrategy.ENQUEUE
+            ),
+            parameters=params,
+            tags=["pdsync", "webhook"],
+            entrypoint_type=module,
+        ),
+        incremental_sync.to_deployment(
+            "incremental-sync",
+            schedules=[Cron(inc.cron, timezone=inc.timezone)],
+            concurrency_limit=ConcurrencyLimitConfig(
+                limit=1, collision_strategy=ConcurrencyLimitStrategy.CANCEL_NEW
+            ),
+            parameters={"full": False, **params},
+            tags=["pdsync", "scheduled"],
+            entrypoint_type=module,
+        ),
+        company_resync.to_deployment(
+            "company-resync",
+            parameters=params,
+            tags=["pdsync", "ad-hoc"],
+            entrypoint_type=module,
+        ),
+        connect.to_deployment(
+            "connect",
+            parameters=params,
+            tags=["pdsync", "ad-hoc"],
+            entrypoint_type=module,
+        ),
+    ]
+
+
+def register(settings: Settings, settings_dir: str | None, deal_concurrency: int) -> Any:
+    """A Prefect `Runner` with the deployments registered (their trigger and schedule exist on
+    the server when this returns)."""
+    from prefect.runner import Runner
+
+    runner = Runner(pause_on_shutdown=True, limit=deal_concurrency + 2)
+    for deployment in build_deployments(settings, settings_dir, deal_concurrency=deal_concurrency):
+        runner.add_deployment(deployment)
+    return runner
