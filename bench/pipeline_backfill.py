@@ -60,14 +60,16 @@ def main() -> None:
         with tempfile.TemporaryDirectory() as tmp:
             settings = Path(tmp) / "settings"
             settings.mkdir()
-            data = yaml.safe_load((ROOT / "mappings/sandbox/integration.yaml").read_text())
+            data = yaml.safe_load(
+                (ROOT / "deployments/sandbox_settings/integration.yaml").read_text()
+            )
             data["connection"]["pipedrive"]["company_url"] = info["pipedrive_url"]
             data["connection"]["planhat"]["base_url"] = info["planhat_url"]
             data["connection"]["receiver"]["public_url"] = None
             data["store"]["url"] = f"sqlite:///{Path(tmp) / 'state.db'}"
             (settings / "integration.yaml").write_text(yaml.safe_dump(data, allow_unicode=True))
             (settings / "custom_matches.yaml").write_text(
-                (ROOT / "mappings/sandbox/custom_matches.yaml").read_text()
+                (ROOT / "deployments/sandbox_settings/custom_matches.yaml").read_text()
             )
             os.environ["SANDBOX_PIPEDRIVE_TOKEN"] = info["pipedrive_token"]
             os.environ["SANDBOX_PLANHAT_TOKEN"] = info["planhat_token"]

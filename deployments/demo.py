@@ -2,9 +2,9 @@
 
 1. starts the sandbox Pipedrive and Planhat (demo data set) in this process and a Prefect server
    (`prefect server start`, a free port, a temporary `PREFECT_HOME`) as a subprocess;
-2. writes a settings directory (the given one, default `mappings/sandbox/`, pointed at the
-   sandbox, a fresh SQLite store and the local receiver) and the sandbox tokens into this
-   process's environment;
+2. writes a settings directory (the given one, default `deployments/sandbox_settings/`,
+   pointed at the sandbox, a fresh SQLite store and the local receiver) and the sandbox tokens
+   into this process's environment;
 3. runs connect (the sandbox Pipedrive gets a webhook to the receiver) and a full backfill with
    a progress bar;
 4. starts one-machine mode (`pdsync serve`) as a subprocess: the receiver and the deployments,
@@ -264,7 +264,7 @@ class Demo:
         timeout_s: float,
         console: Console,
     ) -> None:
-        from mappings.settings import SANDBOX_DIR
+        from deployments.sandbox_settings import SANDBOX_DIR
 
         self.base_dir = Path(settings_dir) if settings_dir else SANDBOX_DIR
         self.keep_running = keep_running
@@ -367,7 +367,7 @@ class Demo:
                 self._keep_serving(receiver_url)
 
     def _connect_and_backfill(self, settings_dir: str) -> None:
-        from deployments.cli import print_report, run_sync_with_progress
+        from deployments.render import print_report, run_sync_with_progress
         from flows.connect import connect
 
         result = connect(settings_dir=settings_dir)
@@ -426,7 +426,7 @@ class Demo:
         )
 
     def _change_deals(self, settings_dir: str) -> list[Change]:
-        from mappings.settings import load_settings
+        from mappings.loading import load_settings
 
         sb = self.sandbox
         settings = load_settings(settings_dir)
@@ -494,7 +494,7 @@ class Demo:
                 time.sleep(0.5)
 
     def _report(self, changes: list[Change], settings_dir: str) -> None:
-        from mappings.settings import load_settings
+        from mappings.loading import load_settings
         from store import StateStore
 
         settings = load_settings(settings_dir)

@@ -9,9 +9,9 @@ from typing import Annotated, Any
 from prefect import flow
 
 from flows.params import SettingsDir, form
-from mappings.account import open_pipedrive
-from mappings.settings import load_settings
+from mappings.loading import load_settings
 from store import StateStore
+from tasks.account import open_pipedrive
 from tasks.connect import connect_task
 
 

@@ -1,26 +1,33 @@
-"""The integration settings and field maps (YAML), their loader, and the mapping engine.
+"""The integration settings and field maps (YAML), their loader, and the mapping functions.
+No I/O here: the account's lists (pipelines, fields, users) are read by `tasks.account` and
+given to `compile_mappings` as data.
 
-    from mappings import load_settings, compile_mappings, engine
-    from mappings.account import open_pipedrive, open_planhat, fetch_account
+    from mappings import load_settings, compile_mappings
+    from mappings.receive import deal_to_license
 
     settings = load_settings()                        # $PDSYNC_SETTINGS_DIR or mappings/
-    with open_pipedrive(settings) as pd, open_planhat(settings) as ph:
-        mappings = compile_mappings(settings, fetch_account(pd, ph))   # once per run
-    batch = engine.deal_to_license(deals, mappings, company_ids=company_ids)
+    mappings = compile_mappings(settings, account)    # once per run (tasks.account reads it)
+    batch = deal_to_license(deals, mappings, company_ids=company_ids)
     batch.records, batch.issues                       # Planhat items; skipped/left-empty, with why
 
-* `settings.py`: the files' pydantic models and THE loader (`SettingsError`, every problem as
-  `file:line:column: message`);
+* `models.py`: the files' pydantic models; `loading.py`: THE loader (`SettingsError`, every
+  problem as `file:line:column: message`, via `translate.py`); `checks.py`: the checks a
+  model cannot express (cron, time zone, templates, pipelines, field rules); `secrets.py`:
+  where tokens come from, and the guard that never lets one into a message; `settings.py`:
+  the public names of all four, in one import;
 * `resolve.py`: names (pipelines, custom-field labels, users) resolved against the account;
 * `values.py`: the empty-vs-null rule and every conversion, in one place;
-* `engine.py`: the mapping functions (both directions), webhook normalisation, the three-way merge;
-* `account.py`: the clients' reads the settings need (the only I/O here);
-* `python -m mappings validate`: check the settings against the accounts, sync nothing.
+* `rows.py`: reading and writing fields of records, batches (`MappedBatch`, `Issue`);
+* `receive.py` (Pipedrive → Planhat), `send.py` (Planhat → Pipedrive), `merge.py` (per-field
+  hashes and the three-way merge);
+* `python -m mappings validate`: check the settings against the accounts, sync nothing (the
+  same check as `pdsync check`).
 """
 
 from mappings.errors import Location, Problem, SettingsError
+from mappings.loading import load_settings
+from mappings.models import Settings
 from mappings.resolve import Account, FieldCatalog, Mappings, compile_mappings
-from mappings.settings import Settings, load_settings
 from mappings.values import ABSENT, field_hash
 
 __all__ = [

@@ -1,6 +1,6 @@
 """Settings + the account's lists → the compiled `Mappings` the engine applies.
 
-Once per run, the pipeline fetches the lists (`mappings.account.fetch_account`: pipelines, the
+Once per run, the pipeline fetches the lists (`tasks.account.fetch_account`: pipelines, the
 three `*Fields` lists, Pipedrive users, Planhat team members) and calls
 
     mappings = compile_mappings(load_settings(), account)
@@ -16,14 +16,15 @@ exactly one. A 40-character key or a numeric id always matches exactly.
 
 from __future__ import annotations
 
-import re
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
 from mappings.errors import Location, Problem, SettingsError, suggest
+from mappings.models import INTEGRATION_FILE, RuleSpec, Settings, TemplatePart
 from mappings.schema import (
     ADDRESS_PARTS,
+    CUSTOM_FIELD_KEY,
     PAIRS,
     PIPEDRIVE_FIELDS,
     PIPEDRIVE_LINKS,
@@ -31,7 +32,6 @@ from mappings.schema import (
     REQUIRED,
     Direction,
 )
-from mappings.settings import INTEGRATION_FILE, RuleSpec, Settings, TemplatePart
 from mappings.values import (
     KIND_OF_FIELD_TYPE,
     Converter,
@@ -49,7 +49,6 @@ __all__ = [
 ]
 
 Record = dict[str, Any]
-_KEY40 = re.compile(r"^[0-9a-f]{40}$")
 
 
 def _norm(name: str) -> str:
@@ -114,7 +113,7 @@ class FieldCatalog:
         """(the field, None) or (None, why not): by key, else by label."""
         if name in self.by_key:
             return self.by_key[name], None
-        if _KEY40.match(name):
+        if CUSTOM_FIELD_KEY.match(name):
             return None, f"no {self.entity} field has the key {name}"
         exact = [k for k, f in self.by_key.items() if f["label"] == name]
         keys = exact or list(self.by_label.get(_norm(name), ()))
@@ -575,16 +574,4 @@ def compile_mappings(settings: Settings, account: Account) -> Mappings:
         dry_run=integ.dry_run,
         sync_all_organizations=integ.organizations.sync_all,
         problems=tuple(warnings),
-    )
-
-
-def account_from_seed(seed: Any, planhat_users: Sequence[Record] = ()) -> Account:
-    """An `Account` from a sandbox `PipedriveSeed` (tests and benchmarks, no HTTP)."""
-    return Account(
-        pipelines=list(seed.pipelines),
-        deal_fields=list(seed.deal_fields),
-        organization_fields=list(seed.organization_fields),
-        person_fields=list(seed.person_fields),
-        pipedrive_users=list(seed.users),
-        planhat_users=list(planhat_users),
     )

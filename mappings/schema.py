@@ -15,12 +15,16 @@ Sources: `../shared/reference/pipedrive-api.md` ยง3.1-3.7 and `planhat-api.md` ย
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 from typing import Literal
 
 __all__ = [
     "ADDRESS_PARTS",
+    "CUSTOM_FIELD_KEY",
+    "CUSTOM_MATCHES_FILE",
     "DIRECTIONS",
+    "INTEGRATION_FILE",
     "PAIRS",
     "PIPEDRIVE_FIELDS",
     "PLANHAT_ATTRIBUTES",
@@ -67,6 +71,13 @@ PAIRS: dict[str, Pair] = {
     "license": Pair("license", "deal", "deals", "deal_license.yaml", "license", "deal", "licenses"),
     "note": Pair("note", "note", "notes", "note_note.yaml", "note", "note", "conversations"),
 }  # fmt: skip
+
+
+#: the settings files besides the pairs' field maps
+INTEGRATION_FILE = "integration.yaml"
+CUSTOM_MATCHES_FILE = "custom_matches.yaml"
+#: a Pipedrive custom field's key (40 hex digits), as the `*Fields` lists and field maps hold it
+CUSTOM_FIELD_KEY = re.compile(r"^[0-9a-f]{40}$")
 
 
 def pair_of_section(section: str) -> Pair:

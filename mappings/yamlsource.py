@@ -9,6 +9,7 @@ error rather than a silent override.
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -18,9 +19,28 @@ from yaml.nodes import MappingNode, Node, ScalarNode, SequenceNode
 
 from mappings.errors import Location, Problem, SettingsError
 
-__all__ = ["Document", "PathKey", "read_yaml", "parse_yaml"]
+__all__ = ["Document", "PathKey", "parse_yaml", "path_text", "read_yaml", "walk"]
 
 PathKey = tuple[str | int, ...]
+
+
+def path_text(path: PathKey) -> str:
+    """A path into the data as messages show it: `deals.pipelines #2`, or `the top level`."""
+    out = ""
+    for item in path:
+        out += f" #{item + 1}" if isinstance(item, int) else (f".{item}" if out else str(item))
+    return out or "the top level"
+
+
+def walk(data: Any, path: PathKey = ()) -> Iterator[tuple[PathKey, Any]]:
+    """Every (path, value) of parsed YAML data, the data itself first."""
+    yield path, data
+    if isinstance(data, dict):
+        for key, value in data.items():
+            yield from walk(value, (*path, key))
+    elif isinstance(data, list):
+        for i, value in enumerate(data):
+            yield from walk(value, (*path, i))
 
 
 class _DuplicateKey(yaml.MarkedYAMLError):

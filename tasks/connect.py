@@ -24,7 +24,8 @@ from prefect.cache_policies import NO_CACHE
 
 from clients import PipedriveClient
 from mappings.errors import SettingsError
-from mappings.settings import Settings, pipedrive_token, receiver_password
+from mappings.models import Settings
+from mappings.secrets import pipedrive_token, receiver_password
 from store import StateStore
 from store.records import Connection, token_fingerprint
 

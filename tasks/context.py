@@ -17,11 +17,13 @@ from typing import Any
 
 from clients import PipedriveClient, PlanhatClient
 from clients.http import Closing
-from mappings.account import fetch_account, open_pipedrive, open_planhat
+from mappings.loading import load_settings
+from mappings.models import Settings
 from mappings.resolve import Account, Mappings, compile_mappings
-from mappings.settings import Settings, load_settings, pipedrive_token
+from mappings.secrets import pipedrive_token
 from store import StateStore
 from store.records import token_fingerprint
+from tasks.account import fetch_account, open_pipedrive, open_planhat
 
 log = logging.getLogger(__name__)
 

@@ -15,11 +15,12 @@ import httpx
 import pytest
 from typer.testing import CliRunner
 
-from deployments.cli import _sandbox_args_from_settings, app
+from deployments.cli import app
+from deployments.commands.local import sandbox_args_from_settings
 from deployments.demo import write_demo_settings
+from deployments.sandbox_settings import SANDBOX_DIR
 from sandbox.runner import Sandbox
 
-REPO = Path(__file__).resolve().parents[2]
 COMMANDS = ("check", "connect", "sync", "resync", "serve", "sandbox", "demo")
 RECEIVER = "https://sync.example.com/webhooks/pipedrive"
 
@@ -49,7 +50,7 @@ def sb(monkeypatch: pytest.MonkeyPatch) -> Iterator[Sandbox]:
 @pytest.fixture()
 def settings(sb: Sandbox, tmp_path: Path) -> Path:
     return write_demo_settings(
-        REPO / "mappings" / "sandbox",
+        SANDBOX_DIR,
         tmp_path / "settings",
         pipedrive_url=sb.pipedrive_url,
         planhat_url=sb.planhat_url,
@@ -117,14 +118,14 @@ def test_the_console_script_is_installed() -> None:
 
 
 def test_check_offline_accepts_the_shipped_sandbox_settings() -> None:
-    code, out, _ = run("check", "--offline", "--settings", str(REPO / "mappings" / "sandbox"))
+    code, out, _ = run("check", "--offline", "--settings", str(SANDBOX_DIR))
     assert code == 0 and "are valid" in out
 
 
 def test_check_reports_located_settings_errors_with_exit_2(tmp_path: Path) -> None:
     directory = tmp_path / "bad"
     directory.mkdir()
-    text = (REPO / "mappings" / "sandbox" / "integration.yaml").read_text()
+    text = (SANDBOX_DIR / "integration.yaml").read_text()
     (directory / "integration.yaml").write_text(
         text.replace("  direction: receive\n  sync_all", "  direction: recieve\n  sync_all", 1)
     )
@@ -227,7 +228,7 @@ def test_sync_full_shows_pages_and_a_summary_table_then_sync_finds_nothing_new(
 def test_the_counts_table_fits_80_columns_and_shows_conflicts_only_when_there_are() -> None:
     from rich.console import Console
 
-    from deployments.cli import counts_table
+    from deployments.render import counts_table
 
     report = {"counts": {"organization": {"created": 12345, "failed": 2},
                          "person": {"updated": 7}, "deal": {"skipped": 3}}}  # fmt: skip
@@ -259,7 +260,7 @@ def _flow_run_count() -> int:
 def test_a_settings_error_found_against_the_accounts_writes_nothing_anywhere(
     sb: Sandbox, settings: Path, command: tuple[str, ...]
 ) -> None:
-    from mappings.settings import load_settings
+    from mappings.loading import load_settings
 
     _break(settings, "- New business", "- New busyness")
     store = Path(load_settings(settings).store_url.removeprefix("sqlite:///"))
@@ -277,7 +278,7 @@ def test_the_cli_gives_prefect_time_to_start_and_no_telemetry(
 ) -> None:
     from prefect.settings import Settings
 
-    from deployments.cli import EPHEMERAL_STARTUP_TIMEOUT_S, _prefect_environment
+    from deployments.commands.common import EPHEMERAL_STARTUP_TIMEOUT_S, prefect_environment
 
     keys = ("PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS", "DO_NOT_TRACK",
             "PREFECT_SERVER_ANALYTICS_ENABLED", "PDSYNC_VERBOSE")  # fmt: skip
@@ -285,7 +286,7 @@ def test_the_cli_gives_prefect_time_to_start_and_no_telemetry(
         monkeypatch.setenv(key, "x")
         monkeypatch.delenv(key)
     assert Settings().server.ephemeral.startup_timeout_seconds == 20  # Prefect's default
-    _prefect_environment()
+    prefect_environment()
     settings = Settings()
     assert settings.server.ephemeral.startup_timeout_seconds == EPHEMERAL_STARTUP_TIMEOUT_S >= 120
     assert settings.server.analytics_enabled is False
@@ -293,7 +294,7 @@ def test_the_cli_gives_prefect_time_to_start_and_no_telemetry(
 
     assert is_telemetry_enabled() is False
     monkeypatch.setenv("PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS", "300")
-    _prefect_environment()
+    prefect_environment()
     assert Settings().server.ephemeral.startup_timeout_seconds == 300  # the user's value wins
 
 
@@ -331,7 +332,7 @@ def test_serve_with_a_missing_password_or_token_exits_2_before_starting_anything
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     directory = write_demo_settings(
-        REPO / "mappings" / "sandbox",
+        SANDBOX_DIR,
         tmp_path / "s",
         pipedrive_url="http://127.0.0.1:8711",
         planhat_url="http://127.0.0.1:8712",
@@ -355,13 +356,13 @@ def test_sandbox_ports_and_tokens_come_from_the_settings(
 ) -> None:
     monkeypatch.setenv("SANDBOX_PIPEDRIVE_TOKEN", "a" * 40)
     monkeypatch.delenv("SANDBOX_PLANHAT_TOKEN", raising=False)
-    args = _sandbox_args_from_settings(str(REPO / "mappings" / "sandbox"), ["--dataset", "small"])
+    args = sandbox_args_from_settings(str(SANDBOX_DIR), ["--dataset", "small"])
     assert args == [
         "--pipedrive-port", "8711", "--planhat-port", "8712",
         "--pipedrive-token", "a" * 40, "--dataset", "small",
     ]  # fmt: skip
-    given = _sandbox_args_from_settings(
-        str(REPO / "mappings" / "sandbox"), ["--pipedrive-port", "0", "--pipedrive-token=x"]
+    given = sandbox_args_from_settings(
+        str(SANDBOX_DIR), ["--pipedrive-port", "0", "--pipedrive-token=x"]
     )
     assert given == ["--planhat-port", "8712", "--pipedrive-port", "0", "--pipedrive-token=x"]
 

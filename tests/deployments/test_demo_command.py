@@ -14,10 +14,9 @@ import httpx
 import pytest
 
 from deployments.demo import _selected_pipelines, plan_changes, write_demo_settings
-from mappings.settings import load_settings
+from deployments.sandbox_settings import SANDBOX_DIR
+from mappings.loading import load_settings
 from sandbox.runner import Sandbox
-
-REPO = Path(__file__).resolve().parents[2]
 
 
 def processes_with(marker: str) -> list[int]:
@@ -37,7 +36,7 @@ def test_the_demo_settings_point_at_the_sandbox_the_receiver_and_a_fresh_store(
     tmp_path: Path,
 ) -> None:
     directory = write_demo_settings(
-        REPO / "mappings" / "sandbox",
+        SANDBOX_DIR,
         tmp_path / "s",
         pipedrive_url="http://127.0.0.1:1111",
         planhat_url="http://127.0.0.1:2222",

@@ -9,15 +9,17 @@ from typing import Any
 import httpx
 import yaml
 
+from deployments.sandbox_settings import SANDBOX_DIR
 from sandbox.runner import Sandbox
 
-SANDBOX_SETTINGS = Path(__file__).resolve().parents[2] / "mappings" / "sandbox"
+SANDBOX_SETTINGS = SANDBOX_DIR
 
 
 def write_settings(
     directory: Path, sb: Sandbox, *, pipelines: list[Any] | None = None, **changes: Any
 ) -> Path:
-    """A settings directory like mappings/sandbox/, aimed at `sb` and a fresh SQLite store.
+    """A settings directory like deployments/sandbox_settings/, aimed at `sb` and a fresh
+    SQLite store.
 
     `changes` replace top-level sections of integration.yaml (e.g. notes={"direction": "none"}).
     Tokens come from the environment variables the sandbox settings name (set by the caller).

@@ -8,8 +8,10 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
-from mappings.resolve import Account, Mappings, account_from_seed, compile_mappings
-from mappings.settings import SANDBOX_DIR, Settings, load_settings
+from deployments.sandbox_settings import SANDBOX_DIR, account_from_seed
+from mappings.loading import load_settings
+from mappings.models import Settings
+from mappings.resolve import Account, Mappings, compile_mappings
 from sandbox.data import generate
 
 BASE_INTEGRATION = """\

@@ -9,14 +9,12 @@ from pathlib import Path
 import pytest
 from mappings_support import BASE_INTEGRATION, account, field_code, write_settings
 
+from deployments.sandbox_settings import SANDBOX_DIR
 from mappings.errors import SettingsError
+from mappings.loading import load_settings
+from mappings.models import DEFAULT_DIR
 from mappings.resolve import compile_mappings
-from mappings.settings import (
-    DEFAULT_DIR,
-    SANDBOX_DIR,
-    load_settings,
-    pipedrive_token,
-)
+from mappings.secrets import pipedrive_token
 
 SANDBOX_TOKEN = "8fe44a9e0fcd3df5839737b228d3ba669c6a8bb8"
 
@@ -41,7 +39,7 @@ def test_the_shipped_settings_and_the_sandbox_settings_load() -> None:
     assert shipped.integration.deals.pipelines == []
     sandbox = load_settings(SANDBOX_DIR)
     assert sandbox.integration.deals.pipelines == ["New business", "Renewals & upsell"]
-    assert sandbox.files["custom_matches"].endswith("sandbox/custom_matches.yaml")
+    assert sandbox.files["custom_matches"].endswith("sandbox_settings/custom_matches.yaml")
     assert sandbox.files["company"].endswith("mappings/organization_company.yaml")
 
 

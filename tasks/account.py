@@ -1,0 +1,128 @@
+"""Opening the two clients from the settings, and reading what the settings need from the two
+accounts through them (`mappings` itself does no I/O: `compile_mappings` takes these lists as
+data).
+
+    with open_pipedrive(settings) as pipedrive, open_planhat(settings) as planhat:
+        account = fetch_account(pipedrive, planhat)     # pipelines, *Fields, users: once per run
+    mappings = compile_mappings(settings, account)
+
+Cost: Pipedrive 5 list calls (pipelines, three `*Fields`, users), Planhat 1 (users).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+from urllib.parse import urlsplit
+
+from clients import (
+    InvalidSettingError,
+    PipedriveClient,
+    PlanhatClient,
+    check_planhat_token,
+    check_token,
+    parse_company_url,
+)
+from clients.http import is_loopback_url
+from clients.planhat import parse_base_url
+from mappings.errors import Problem, SettingsError
+from mappings.models import INTEGRATION_FILE, Settings
+from mappings.resolve import Account
+from mappings.secrets import pipedrive_token, planhat_token, token_location
+
+__all__ = [
+    "PLACEHOLDER_HOST",
+    "connection_problems",
+    "fetch_account",
+    "open_pipedrive",
+    "open_planhat",
+]
+
+#: The shipped integration.yaml's placeholder company URL: it must be replaced.
+PLACEHOLDER_HOST = "yourcompany.pipedrive.com"
+
+
+def connection_problems(settings: Settings) -> dict[str, list[Problem]]:
+    """Per service ("pipedrive", "planhat"), every connection mistake that can be found without
+    a network call, located in integration.yaml: the placeholder or an invalid URL, a token that
+    is not set or not well-formed. Plain http is accepted for loopback addresses only."""
+    conn = settings.integration.connection
+    found: dict[str, list[Problem]] = {"pipedrive": [], "planhat": []}
+    url = conn.pipedrive.company_url
+    where = settings.locate(INTEGRATION_FILE, ("connection", "pipedrive", "company_url"))
+    try:
+        host = (urlsplit(url).hostname or "").lower()
+    except ValueError:
+        host = ""
+    if host == PLACEHOLDER_HOST:
+        found["pipedrive"].append(
+            Problem(
+                where,
+                f"connection.pipedrive.company_url is still the placeholder {url}: replace it "
+                "with your Pipedrive address, as your browser shows it (e.g. "
+                "https://acme.pipedrive.com)",
+            )
+        )
+    else:
+        try:
+            parse_company_url(url, allow_local_http=is_loopback_url(url))
+        except InvalidSettingError as exc:
+            found["pipedrive"].append(Problem(where, f"connection.pipedrive.company_url: {exc}"))
+    url = conn.planhat.base_url
+    where = settings.locate(INTEGRATION_FILE, ("connection", "planhat", "base_url"))
+    try:
+        parse_base_url(url, allow_local_http=is_loopback_url(url))
+    except InvalidSettingError as exc:
+        found["planhat"].append(Problem(where, f"connection.planhat.base_url: {exc}"))
+    for service, read, check in (
+        ("pipedrive", pipedrive_token, check_token),
+        ("planhat", planhat_token, check_planhat_token),
+    ):
+        try:
+            check(read(settings))
+        except SettingsError as exc:
+            found[service].extend(exc.problems)
+        except InvalidSettingError as exc:
+            where = token_location(settings, service)
+            source = getattr(conn, service).source()
+            found[service].append(
+                Problem(where, f"connection.{service}: the token in {source} is not usable: {exc}")
+            )
+    return found
+
+
+def open_pipedrive(settings: Settings, **client_options: Any) -> PipedriveClient:
+    """A `PipedriveClient` for the settings' company URL and token; a connection mistake
+    (`connection_problems`) raises `SettingsError` first."""
+    problems = connection_problems(settings)["pipedrive"]
+    if problems:
+        raise SettingsError(problems)
+    url = settings.integration.connection.pipedrive.company_url
+    return PipedriveClient(
+        url, pipedrive_token(settings), allow_local_http=is_loopback_url(url), **client_options
+    )
+
+
+def open_planhat(settings: Settings, **client_options: Any) -> PlanhatClient:
+    """A `PlanhatClient` for the settings' base URL and token (errors as for Pipedrive)."""
+    problems = connection_problems(settings)["planhat"]
+    if problems:
+        raise SettingsError(problems)
+    url = settings.integration.connection.planhat.base_url
+    return PlanhatClient(
+        planhat_token(settings),
+        base_url=url,
+        allow_local_http=is_loopback_url(url),
+        **client_options,
+    )
+
+
+def fetch_account(pipedrive: PipedriveClient, planhat: PlanhatClient) -> Account:
+    """The lists `compile_mappings` resolves names against, read once."""
+    return Account(
+        pipelines=list(pipedrive.iter_pipelines()),
+        deal_fields=list(pipedrive.iter_deal_fields()),
+        organization_fields=list(pipedrive.iter_organization_fields()),
+        person_fields=list(pipedrive.iter_person_fields()),
+        pipedrive_users=list(pipedrive.iter_users()),
+        planhat_users=list(planhat.iter_records("users")),
+    )
