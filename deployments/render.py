@@ -15,6 +15,8 @@ from rich import box
 from rich.console import Console
 from rich.table import Table
 
+from mappings.kinds import KINDS
+
 if TYPE_CHECKING:
     from mappings.resolve import Mappings
 
@@ -39,12 +41,7 @@ err = Console(stderr=True, highlight=False, soft_wrap=True)
 # -- reports as tables ------------------------------------------------------------------------
 
 ACTION_COLUMNS = ("created", "updated", "unchanged", "skipped", "conflict", "failed")
-OBJECT_NAMES = {
-    "deal": "deals → licenses",
-    "organization": "organizations → companies",
-    "person": "persons → end users",
-    "note": "notes → notes",
-}
+OBJECT_NAMES = {k.pipedrive: k.label for k in KINDS}
 
 
 def _compact_table(title: str) -> Table:
@@ -127,8 +124,7 @@ def failed_count(report: dict[str, Any]) -> int:
 
 # -- the sync progress display ----------------------------------------------------------------
 
-STREAM_ORDER = (("deals", "deals"), ("organizations", "organizations"),
-                ("contacts", "persons"), ("notes", "notes"))  # fmt: skip
+STREAM_ORDER = tuple((k.section, k.stream) for k in KINDS)
 
 
 def run_sync_with_progress(

@@ -21,6 +21,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from mappings.errors import Location, Problem, SettingsError, suggest
+from mappings.kinds import KINDS
 from mappings.models import INTEGRATION_FILE, RuleSpec, Settings, TemplatePart
 from mappings.schema import (
     ADDRESS_PARTS,
@@ -90,15 +91,15 @@ class FieldCatalog:
             key = item.get("field_code") or item.get("key")
             if not key:
                 continue
-            record = {
-                "key": str(key),
-                "label": str(item.get("field_name") or item.get("name") or key),
+            key, label = str(key), str(item.get("field_name") or item.get("name") or key)
+            by_key[key] = {
+                "key": key,
+                "label": label,
                 "field_type": item.get("field_type"),
                 "options": item.get("options") or [],
                 "custom": bool(item.get("is_custom_field", item.get("edit_flag", False))),
             }
-            by_key[record["key"]] = record
-            by_label.setdefault(_norm(record["label"]), []).append(record["key"])
+            by_label.setdefault(_norm(label), []).append(key)
         return cls(entity, by_key, {k: tuple(v) for k, v in by_label.items()})
 
     def field_type(self, key: str) -> str | None:
@@ -542,7 +543,9 @@ def compile_mappings(settings: Settings, account: Account) -> Mappings:
     integ = settings.integration
     if integ.organizations.direction in ("send", "none"):
         dependent = [
-            s for s in ("contacts", "deals", "notes") if integ.direction(s) in ("receive", "both")
+            k.section
+            for k in KINDS
+            if k.section != "organizations" and integ.direction(k.section) in ("receive", "both")
         ]
         if dependent:
             warnings.append(
@@ -555,7 +558,7 @@ def compile_mappings(settings: Settings, account: Account) -> Mappings:
             )
     return Mappings(
         settings=settings,
-        directions={s: integ.direction(s) for s in ("organizations", "contacts", "deals", "notes")},
+        directions={k.section: integ.direction(k.section) for k in KINDS},
         rules=rules,
         catalogs=catalogs,
         pipeline_ids=pipeline_ids,

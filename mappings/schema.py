@@ -1,8 +1,7 @@
 """What the product knows about both systems' objects and fields, without asking either.
 
-* The four pairs: Pipedrive organization ⇄ Planhat company, person ⇄ end user, deal ⇄ license,
-  note ⇄ note (a Planhat conversation of type `note`), each with its settings section and its
-  field-map file.
+* The four pairs (the kinds of `mappings.kinds`): Pipedrive organization ⇄ Planhat company,
+  person ⇄ end user, deal ⇄ license, note ⇄ note (a Planhat conversation of type `note`).
 * Pipedrive's system fields per entity (v2 shapes; notes are v1 only): the conversion each
   needs and whether the API lets us write it. Custom fields (40-character keys) come from the
   account's `*Fields` lists at run time.
@@ -18,6 +17,16 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 from typing import Literal
+
+from mappings.kinds import (
+    BY_PLANHAT,
+    BY_SECTION,
+    KINDS,
+    Kind,
+    PipedriveEntity,
+    PlanhatObject,
+    Section,
+)
 
 __all__ = [
     "ADDRESS_PARTS",
@@ -41,36 +50,11 @@ __all__ = [
 
 Direction = Literal["receive", "send", "both", "none"]
 DIRECTIONS: tuple[str, ...] = ("receive", "send", "both", "none")
-PlanhatObject = Literal["company", "enduser", "license", "note"]
-PLANHAT_OBJECTS: tuple[str, ...] = ("company", "enduser", "license", "note")
-PipedriveEntity = Literal["organization", "person", "deal", "note"]
-Section = Literal["organizations", "contacts", "deals", "notes"]
+PLANHAT_OBJECTS: tuple[str, ...] = tuple(k.planhat for k in KINDS)
 
-
-@dataclass(frozen=True)
-class Pair:
-    """One Pipedrive entity and the Planhat object it becomes."""
-
-    planhat: PlanhatObject
-    pipedrive: PipedriveEntity
-    section: Section
-    file: str  # the field-map file
-    planhat_title: str  # as people say it
-    pipedrive_title: str
-    planhat_model: str  # Planhat's API model (the path: /companies, ...)
-
-
-PAIRS: dict[str, Pair] = {
-    "company": Pair(
-        "company", "organization", "organizations", "organization_company.yaml",
-        "company", "organization", "companies",
-    ),
-    "enduser": Pair(
-        "enduser", "person", "contacts", "person_enduser.yaml", "end user", "person", "endusers"
-    ),
-    "license": Pair("license", "deal", "deals", "deal_license.yaml", "license", "deal", "licenses"),
-    "note": Pair("note", "note", "notes", "note_note.yaml", "note", "note", "conversations"),
-}  # fmt: skip
+#: The pairs of the field maps, keyed by Planhat object: the kinds of `mappings.kinds`.
+Pair = Kind
+PAIRS: dict[str, Kind] = dict(BY_PLANHAT)
 
 
 #: the settings files besides the pairs' field maps
@@ -80,8 +64,8 @@ CUSTOM_MATCHES_FILE = "custom_matches.yaml"
 CUSTOM_FIELD_KEY = re.compile(r"^[0-9a-f]{40}$")
 
 
-def pair_of_section(section: str) -> Pair:
-    return next(p for p in PAIRS.values() if p.section == section)
+def pair_of_section(section: str) -> Kind:
+    return BY_SECTION[section]
 
 
 @dataclass(frozen=True)

@@ -26,6 +26,7 @@ from prefect.cache_policies import NO_CACHE
 
 from clients import PipedriveClient
 from clients.pipedrive import PAGE_SIZE, ReadStart
+from mappings.kinds import BY_SECTION, KINDS
 from mappings.resolve import Mappings
 from mappings.values import parse_time
 from tasks import steplog
@@ -36,12 +37,7 @@ log = logging.getLogger(__name__)
 Record = dict[str, Any]
 
 #: section (as in the settings) → the stream (cursor name) and the Pipedrive collection
-STREAMS = {
-    "deals": "deals",
-    "organizations": "organizations",
-    "contacts": "persons",
-    "notes": "notes",
-}
+STREAMS = {k.section: k.stream for k in KINDS}
 
 
 class Fetched:
@@ -161,19 +157,14 @@ def fetch_changed(
 ) -> int:
     """Every record of `section` updated since `since` (None: all), added to `into`; the
     stream's cursor is capped at the moment the read began (`Fetched.cap`)."""
-    stream = STREAMS[section]
+    kind = BY_SECTION[section]
+    stream = kind.stream
     # Pipedrive's clock at the first page; our own clock, taken before the read, if Pipedrive
     # sent no `Date` header (earlier than the first page: the cap errs toward reading again).
     began = datetime.now(UTC)
     start = ReadStart()
-    if stream == "deals":
-        records = pipedrive.iter_deals(updated_since=since, read_start=start)
-    elif stream == "organizations":
-        records = pipedrive.iter_organizations(updated_since=since, read_start=start)
-    elif stream == "persons":
-        records = pipedrive.iter_persons(updated_since=since, read_start=start)
-    else:
-        records = pipedrive.iter_notes(updated_since=since, read_start=start)
+    list_records = getattr(pipedrive, kind.pipedrive_list)
+    records: Iterable[Record] = list_records(updated_since=since, read_start=start)
     if _page_listeners:
         records = _with_page_progress(stream, records)
     read = into.add(stream, records)

@@ -34,6 +34,7 @@ from prefect import task
 from prefect.cache_policies import NO_CACHE
 
 from clients import PlanhatClient
+from mappings.kinds import BY_ENTITY
 from mappings.receive import (
     deal_to_license,
     note_to_conversation,
@@ -48,13 +49,6 @@ from tasks import steplog
 from tasks.context import SyncContext
 from tasks.select import Scope
 
-#: Pipedrive object type (links, run log) → Planhat model
-MODELS = {
-    "organization": "companies",
-    "person": "endusers",
-    "deal": "licenses",
-    "note": "conversations",
-}
 #: the keys an item carries for Planhat to match it on (the Pipedrive id), strongest first
 KEY_FIELDS = ("sourceId", "externalId")
 #: companies per list call when looking records up by company
@@ -159,8 +153,8 @@ def push_mapped(
     (unless `force`: a company resync sends everything), and record links and per-record
     actions. `fresh_companies`: companies created by this run (their notes need no look-up).
     In a dry run nothing is written anywhere but the run log (see the module docstring)."""
-    model = MODELS[object_type]
-    singular = model[:-1]
+    kind = BY_ENTITY[object_type]
+    model, singular = kind.planhat_model, kind.planhat_title
     result = PushResult(object_type, actions=_issues_as_actions(object_type, batch))
     links = store.links_for(object_type, batch.ids)
     known: dict[int, str] = {}  # position in the batch → the record's Planhat id

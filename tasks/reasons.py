@@ -8,13 +8,11 @@ import re
 from collections.abc import Iterable, Mapping
 from typing import Any
 
+from mappings.kinds import KINDS
+
 ACTION_ORDER = ("created", "updated", "unchanged", "skipped", "conflict", "failed")
-OBJECT_LABELS = {
-    "deal": "deals → licenses",
-    "organization": "organizations → companies",
-    "person": "persons → end users",
-    "note": "notes → notes",
-}
+#: each kind's label ("organizations → companies"), in the order of writing
+OBJECT_LABELS = {k.pipedrive: k.label for k in KINDS}
 
 #: a record named by its id in a reason ("deal 12 is lost, not won"); grouping replaces the id
 _RECORD_ID = re.compile(

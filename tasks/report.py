@@ -21,6 +21,7 @@ from prefect import task
 from prefect.artifacts import create_markdown_artifact, create_table_artifact
 from prefect.cache_policies import NO_CACHE
 
+from mappings.kinds import BY_STREAM
 from store import StateStore
 from store.records import RunAction, RunReport
 from tasks.context import SyncContext
@@ -30,14 +31,6 @@ from tasks.reasons import ACTION_ORDER, OBJECT_LABELS, group_reasons
 from tasks.select import Scope
 
 log = logging.getLogger(__name__)
-
-#: stream → the object type whose push decides whether its cursor may move
-STREAM_OBJECTS = {
-    "deals": "deal",
-    "organizations": "organization",
-    "persons": "person",
-    "notes": "note",
-}
 
 
 def advance_cursors(
@@ -51,7 +44,7 @@ def advance_cursors(
         newest = fetched.newest.get(stream)
         if newest is None:
             continue
-        ok = STREAM_OBJECTS[stream] not in failed
+        ok = BY_STREAM[stream].pipedrive not in failed
         moved[stream] = store.advance_cursor(stream, newest, pushed=ok)
     return moved
 

@@ -11,6 +11,7 @@ from collections.abc import Iterable, Sequence
 from typing import TYPE_CHECKING
 
 from clients.pipedrive import PAGE_SIZE
+from mappings.kinds import KINDS
 from tasks.reasons import ACTION_ORDER, OBJECT_LABELS, group_reasons
 
 if TYPE_CHECKING:
@@ -20,7 +21,7 @@ if TYPE_CHECKING:
     from tasks.select import DealSelection, Scope
 
 log = logging.getLogger("tasks.steps")
-STREAM_NAMES = ("deals", "organizations", "persons", "notes")
+STREAM_NAMES = tuple(k.stream for k in KINDS)
 
 
 def _n(count: int, noun: str) -> str:
