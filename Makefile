@@ -29,6 +29,7 @@ sandbox: $(STAMP)
 # The test command (.ci/run calls exactly this).
 test: $(STAMP)
 	$(PY) -m ruff check .
+	$(PY) -m mypy
 	$(PY) -m pytest
 
 # The fast tier: plain functions and tasks against in-memory fakes (no Prefect harness, no
@@ -36,9 +37,11 @@ test: $(STAMP)
 test-fast: $(STAMP)
 	$(PY) -m pytest -m "not slow" --durations=10
 
+# mypy checks the product packages (pyproject.toml's [tool.mypy] names them), strictly.
 lint: $(STAMP)
 	$(PY) -m ruff check .
 	$(PY) -m ruff format --check .
+	$(PY) -m mypy
 
 bench: $(STAMP)
 	$(PY) bench/sandbox_data.py

@@ -65,7 +65,7 @@ def _bench(demo: Demo, args: argparse.Namespace) -> int:
 
     from deployments.prefect_server import LocalPrefectServer, free_port, prefect_settings
     from deployments.receiver import WEBHOOK_PATH
-    from mappings.settings import load_settings
+    from mappings.loading import load_settings
     from sandbox.runner import Sandbox
 
     home = demo.work / "prefect"

@@ -131,7 +131,7 @@ class RetryPolicy:
 
     def backoff(self, attempt: int, rng: random.Random) -> float:
         """Exponential backoff with jitter for the wait after failed attempt `attempt` (1-based)."""
-        ceiling = min(self.backoff_max_s, self.backoff_base_s * 2 ** (attempt - 1))
+        ceiling: float = min(self.backoff_max_s, self.backoff_base_s * 2 ** (attempt - 1))
         return max(self.min_wait_s, ceiling / 2 + rng.uniform(0, ceiling / 2))
 
 

@@ -206,8 +206,9 @@ def _item_keys(item: Any, model: str) -> list[tuple[str, str]]:
 def _entry_message(entry: Any) -> str:
     if isinstance(entry, Mapping):
         for key in ("error", "message", "msg", "reason"):
-            if isinstance(entry.get(key), str) and entry[key]:
-                return entry[key]
+            text = entry.get(key)
+            if isinstance(text, str) and text:
+                return text
     return str(entry)[:300]
 
 

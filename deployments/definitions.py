@@ -13,12 +13,15 @@ A test checks that prefect.yaml declares the same trigger, schedule and limits.
 
 from __future__ import annotations
 
+from collections.abc import Coroutine
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     from prefect.deployments.runner import RunnerDeployment
+    from prefect.events import DeploymentEventTrigger
+    from prefect.runner import Runner
 
-    from mappings.settings import Settings
+    from mappings.models import Settings
 
 DEAL_EVENTS = "pipedrive.deal.*"
 DEAL_RESOURCES = "pipedrive.deal.*"
@@ -31,7 +34,7 @@ DEPLOYMENT_NAMES = (
 )
 
 
-def deal_trigger() -> Any:
+def deal_trigger() -> DeploymentEventTrigger:
     """The deal-sync trigger: every `pipedrive.deal.*` event starts one run with the event's
     deal id and inbox key (the same trigger as in prefect.yaml)."""
     from prefect.events import DeploymentEventTrigger
@@ -41,14 +44,25 @@ def deal_trigger() -> Any:
         expect={DEAL_EVENTS},
         match={"prefect.resource.id": DEAL_RESOURCES},
         for_each={"prefect.resource.id"},
-        posture="Reactive",  # type: ignore[arg-type]
+        posture="Reactive",
         threshold=1,
-        within=0,  # type: ignore[arg-type]
+        within=0,
         parameters={
             "deal_id": "{{ event.payload.deal_id }}",
             "inbox_key": "{{ event.payload.inbox_key }}",
         },
     )
+
+
+def _built(
+    deployment: RunnerDeployment | Coroutine[Any, Any, RunnerDeployment],
+) -> RunnerDeployment:
+    """`Flow.to_deployment` builds synchronously outside an event loop and returns a coroutine
+    inside one; these deployments are built outside one (the Runner is started afterwards)."""
+    if isinstance(deployment, Coroutine):
+        deployment.close()
+        raise RuntimeError("build_deployments must be called outside a running event loop")
+    return deployment
 
 
 def build_deployments(
@@ -71,7 +85,7 @@ def build_deployments(
     params: dict[str, Any] = {"settings_dir": settings_dir} if settings_dir else {}
     module = EntrypointType.MODULE_PATH  # importable from any working directory
     inc = settings.integration.incremental
-    return [
+    built = [
         deal_sync.to_deployment(
             "deal-sync",
             triggers=[deal_trigger()],
@@ -105,9 +119,10 @@ def build_deployments(
             entrypoint_type=module,
         ),
     ]
+    return [_built(deployment) for deployment in built]
 
 
-def register(settings: Settings, settings_dir: str | None, deal_concurrency: int) -> Any:
+def register(settings: Settings, settings_dir: str | None, deal_concurrency: int) -> Runner:
     """A Prefect `Runner` with the deployments registered (their trigger and schedule exist on
     the server when this returns)."""
     from prefect.runner import Runner

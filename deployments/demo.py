@@ -33,6 +33,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
+from types import FrameType
 from typing import Any
 
 import httpx
@@ -98,10 +99,10 @@ def write_demo_settings(
 # -- picking the deals -----------------------------------------------------------------------
 
 
-def _selected_pipelines(settings_pipelines: list[Any], pipelines: list[dict[str, Any]]) -> set:
+def _selected_pipelines(settings_pipelines: list[Any], pipelines: list[dict[str, Any]]) -> set[int]:
     names = {str(p["name"]).casefold(): int(p["id"]) for p in pipelines}
     ids = {int(p["id"]) for p in pipelines}
-    chosen = set()
+    chosen: set[int] = set()
     for value in settings_pipelines:
         if isinstance(value, int) and value in ids:
             chosen.add(value)
@@ -127,7 +128,7 @@ def plan_changes(pd: httpx.Client, selected: set[int], licensed: set[int]) -> li
     used: set[int] = set()
     changes = []
     won_new = first(
-        lambda d: d["status"] == "open" and d["pipeline_id"] in selected and d.get("org_id"),
+        lambda d: d["status"] == "open" and d["pipeline_id"] in selected and bool(d.get("org_id")),
         "open deal with an organization in a selected pipeline",
     )
     changes.append(
@@ -293,7 +294,7 @@ class Demo:
 
     # -- the steps -------------------------------------------------------------------------
     def run(self) -> int:
-        previous = {}
+        previous: dict[signal.Signals, Callable[[int, FrameType | None], Any] | int | None] = {}
 
         def interrupt(signum: int, frame: Any) -> None:
             raise KeyboardInterrupt(f"signal {signum}")
@@ -315,8 +316,8 @@ class Demo:
             try:
                 self.stop()
             finally:
-                for sig, handler in previous.items():
-                    signal.signal(sig, handler)
+                for sig, saved in previous.items():
+                    signal.signal(sig, saved)
         return 0 if self.ok else 1
 
     def _run(self) -> None:

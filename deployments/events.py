@@ -151,7 +151,7 @@ def _rule_for(obj: str) -> str:
 def _records(body: Mapping[str, Any], *names: str) -> list[tuple[str, Mapping[str, Any]]]:
     """(field, record) of the records a body carries under `names` (v1 user events carry
     arrays of records)."""
-    found = []
+    found: list[tuple[str, Mapping[str, Any]]] = []
     for name in names:
         record = body.get(name)
         if isinstance(record, list):

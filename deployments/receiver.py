@@ -65,7 +65,8 @@ from deployments.events import (
     parse_delivery,
     pipedrive_event,
 )
-from mappings.settings import Settings, receiver_password
+from mappings.models import Settings
+from mappings.secrets import receiver_password
 from store import InboxItem, StateStore, StoreUnavailableError
 
 __all__ = [
@@ -365,7 +366,7 @@ def create_receiver_app(
             log.warning(
                 "webhook refused with %d: %s",
                 checked.status_code,
-                json.loads(checked.body)["detail"],
+                json.loads(bytes(checked.body))["detail"],
             )
             return checked
         body, delivery = checked

@@ -41,7 +41,7 @@ err = Console(stderr=True, highlight=False, soft_wrap=True)
 # -- reports as tables ------------------------------------------------------------------------
 
 ACTION_COLUMNS = ("created", "updated", "unchanged", "skipped", "conflict", "failed")
-OBJECT_NAMES = {k.pipedrive: k.label for k in KINDS}
+OBJECT_NAMES: dict[str, str] = {k.pipedrive: k.label for k in KINDS}
 
 
 def _compact_table(title: str) -> Table:

@@ -64,7 +64,7 @@ from deployments.prefect_server import (
 if TYPE_CHECKING:
     from fastapi import FastAPI
 
-    from mappings.settings import Settings
+    from mappings.models import Settings
 
 __all__ = [
     "DEAL_EVENTS",
@@ -235,7 +235,8 @@ def run_serve(
 ) -> None:
     """Serve until SIGINT or SIGTERM. Raises `SettingsError` (invalid settings) or
     `ServeError` (a port in use, a server that does not start) before serving anything."""
-    from mappings.settings import load_settings, receiver_password
+    from mappings.loading import load_settings
+    from mappings.secrets import receiver_password
 
     settings = load_settings(settings_dir)
     if settings.integration.connection.receiver.basic_auth.password_env:

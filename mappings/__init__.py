@@ -13,8 +13,7 @@ given to `compile_mappings` as data.
 * `models.py`: the files' pydantic models; `loading.py`: THE loader (`SettingsError`, every
   problem as `file:line:column: message`, via `translate.py`); `checks.py`: the checks a
   model cannot express (cron, time zone, templates, pipelines, field rules); `secrets.py`:
-  where tokens come from, and the guard that never lets one into a message; `settings.py`:
-  the public names of all four, in one import;
+  where tokens come from, and the guard that never lets one into a message;
 * `resolve.py`: names (pipelines, custom-field labels, users) resolved against the account;
 * `values.py`: the empty-vs-null rule and every conversion, in one place;
 * `rows.py`: reading and writing fields of records, batches (`MappedBatch`, `Issue`);

@@ -49,13 +49,16 @@ def main(
     from deployments.commands.check import run_check
     from mappings.errors import SettingsError
 
+    def write(text: str) -> None:
+        out.write(text + "\n")
+
     try:
         run_check(
             args.settings,
             offline=args.offline,
             sandbox=args.sandbox,
             count=not args.no_count,
-            write=lambda text: out.write(text + "\n"),
+            write=write,
             refusal_as_problem=True,
         )
     except SettingsError as exc:

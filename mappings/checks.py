@@ -71,11 +71,13 @@ def _parts(model: type[BaseModel], data: Any) -> dict[str, Any]:
     by the full validation): so that one mistake does not hide the checks of the other parts."""
     if not isinstance(data, dict):
         return {}
-    out = {}
+    out: dict[str, Any] = {}
     for name, info in model.model_fields.items():
         try:
             value = data[name] if name in data else info.get_default(call_default_factory=True)
-            out[name] = TypeAdapter(info.annotation).validate_python(value)
+            # a field annotated `None` has no annotation object: pydantic reads it as NoneType
+            annotation = type(None) if info.annotation is None else info.annotation
+            out[name] = TypeAdapter(annotation).validate_python(value)
         except (ValidationError, KeyError, TypeError):
             continue
     return out

@@ -200,7 +200,7 @@ def three_way_merge(
             continue
         pd_changed = pd_hash is not None and pd_hash != before
         ph_changed = ph_hash is not None and ph_hash != before
-        winner: str | None = None
+        winner: Literal["pipedrive", "planhat"] | None = None
         if pd_changed and ph_changed and can_receive and can_send:
             if policy == "pipedrive_wins":
                 winner = "pipedrive"
@@ -208,17 +208,19 @@ def three_way_merge(
                 winner = "planhat"
             else:
                 winner = "planhat" if _newer(planhat_updated, pipedrive_updated) else "pipedrive"
-            result.conflicts.append(Conflict(key, pd_value, ph_value, winner, policy))  # type: ignore[arg-type]
+            result.conflicts.append(Conflict(key, pd_value, ph_value, winner, policy))
         elif pd_changed and can_receive:
             winner = "pipedrive"
         elif ph_changed and can_send:
             winner = "planhat"
         if winner == "pipedrive":
             result.to_planhat[key] = pd_value
-            result.base[key] = pd_hash  # type: ignore[assignment]
+            assert pd_hash is not None  # a side wins only with a changed, present value
+            result.base[key] = pd_hash
         elif winner == "planhat":
             result.to_pipedrive[key] = ph_value
-            result.base[key] = ph_hash  # type: ignore[assignment]
+            assert ph_hash is not None
+            result.base[key] = ph_hash
         elif before is not None:
             result.base[key] = before
     return result

@@ -15,7 +15,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, TypeAlias
+from typing import TYPE_CHECKING, Any, TypeAlias, cast
 
 from mappings.resolve import Rule
 from mappings.values import ABSENT
@@ -85,8 +85,9 @@ def rows(records: Records) -> Iterator[Mapping[str, Any]]:
     if type(records).__module__.startswith("pandas"):
         import pandas
 
-        for row in records.to_dict("records"):
-            clean = {}
+        frame = cast("pd.DataFrame", records)
+        for row in frame.to_dict("records"):
+            clean: dict[str, Any] = {}
             for key, value in row.items():
                 if (
                     value is pandas.NA

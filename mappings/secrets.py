@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import os
 import re
-from collections.abc import Iterable
+from collections.abc import Coroutine, Iterable
 from typing import TYPE_CHECKING, Any
 
 from pydantic_core import PydanticCustomError
@@ -251,12 +251,14 @@ def resolve_secret(env: str | None, block: str | None, what: str, location: Loca
                 )
             raise SettingsError([Problem(location, message)])
         return value.strip()
+    if block is None:  # the settings checks require one of the two
+        raise SettingsError([Problem(location, f"no {what} is configured")])
     try:
         from prefect.blocks.system import Secret
     except ImportError:  # pragma: no cover - Prefect is a dependency
         raise SettingsError([Problem(location, "Prefect is not installed")]) from None
     try:
-        secret = Secret.load(block)  # type: ignore[arg-type]
+        secret = Secret.load(block)
     except Exception as exc:  # noqa: BLE001 - any failure means "not there"
         shown = hide_secrets(f"'{block}'")
         raise SettingsError(
@@ -269,7 +271,10 @@ def resolve_secret(env: str | None, block: str | None, what: str, location: Loca
                 )
             ]
         ) from None
-    value = secret.get()  # type: ignore[union-attr]
+    if isinstance(secret, Coroutine):  # `load` is async inside a running event loop
+        secret.close()
+        raise RuntimeError("secrets are read outside a running event loop")
+    value = secret.get()
     return str(value).strip()
 
 

@@ -287,10 +287,10 @@ class UserDirectory:
         pipedrive_of: dict[str, int] = {}
         for pd_id, user in sorted(pd_users.items(), key=lambda kv: not kv[1].get("active_flag", 1)):
             email = user.get("email")
-            ph_id = by_email.get(email.strip().casefold()) if isinstance(email, str) else None
-            if ph_id is not None:
-                planhat_of[pd_id] = ph_id
-                pipedrive_of.setdefault(ph_id, pd_id)
+            match = by_email.get(email.strip().casefold()) if isinstance(email, str) else None
+            if match is not None:
+                planhat_of[pd_id] = match
+                pipedrive_of.setdefault(match, pd_id)
         return cls(planhat_of, pipedrive_of, pd_users, ph_users)
 
     def describe_pipedrive(self, user_id: Any) -> str:
@@ -391,7 +391,8 @@ class TextConverter(Converter):
     def to_pipedrive(self, value: Any, current: Any = ABSENT) -> Any:
         return self.to_planhat(value)
 
-    canonical = to_planhat
+    def canonical(self, value: Any) -> Any:
+        return self.to_planhat(value)
 
 
 class NumberConverter(Converter):
@@ -403,7 +404,8 @@ class NumberConverter(Converter):
     def to_pipedrive(self, value: Any, current: Any = ABSENT) -> Any:
         return _number(value)
 
-    canonical = to_planhat
+    def canonical(self, value: Any) -> Any:
+        return self.to_planhat(value)
 
 
 class MoneyConverter(Converter):
@@ -446,7 +448,8 @@ class CurrencyConverter(Converter):
     def to_pipedrive(self, value: Any, current: Any = ABSENT) -> Any:
         return self.to_planhat(value)
 
-    canonical = to_planhat
+    def canonical(self, value: Any) -> Any:
+        return self.to_planhat(value)
 
 
 class DateConverter(Converter):
@@ -462,7 +465,8 @@ class DateConverter(Converter):
     def to_pipedrive(self, value: Any, current: Any = ABSENT) -> Any:
         return day(value)
 
-    canonical = to_planhat
+    def canonical(self, value: Any) -> Any:
+        return self.to_planhat(value)
 
 
 class DateTimeConverter(Converter):
@@ -477,7 +481,8 @@ class DateTimeConverter(Converter):
     def to_pipedrive(self, value: Any, current: Any = ABSENT) -> Any:
         return v1_time(value) if self.v1 else rfc3339(value)
 
-    canonical = to_planhat
+    def canonical(self, value: Any) -> Any:
+        return self.to_planhat(value)
 
 
 class EnumConverter(Converter):
@@ -616,7 +621,8 @@ class PrimaryContactConverter(Converter):
             return items
         return [{"value": text, "primary": True, "label": "work"}]
 
-    canonical = to_planhat
+    def canonical(self, value: Any) -> Any:
+        return self.to_planhat(value)
 
 
 class AddressConverter(Converter):
@@ -634,7 +640,8 @@ class AddressConverter(Converter):
     def to_pipedrive(self, value: Any, current: Any = ABSENT) -> Any:
         return {"value": str(value)}
 
-    canonical = to_planhat
+    def canonical(self, value: Any) -> Any:
+        return self.to_planhat(value)
 
 
 class UserConverter(Converter):
@@ -695,7 +702,8 @@ class BooleanConverter(Converter):
     def to_pipedrive(self, value: Any, current: Any = ABSENT) -> Any:
         return self.to_planhat(value)
 
-    canonical = to_planhat
+    def canonical(self, value: Any) -> Any:
+        return self.to_planhat(value)
 
 
 class HtmlConverter(TextConverter):
@@ -740,7 +748,8 @@ class IdConverter(Converter):
     def to_pipedrive(self, value: Any, current: Any = ABSENT) -> Any:
         return _int_id(value)
 
-    canonical = to_planhat
+    def canonical(self, value: Any) -> Any:
+        return self.to_planhat(value)
 
 
 #: The conversions a rule may name with `convert:` (the others are chosen from field types).

@@ -50,7 +50,7 @@ class _DuplicateKey(yaml.MarkedYAMLError):
 class _Loader(yaml.SafeLoader):
     """Safe loader whose mapping keys are the raw key text and which refuses duplicate keys."""
 
-    def construct_mapping(self, node: MappingNode, deep: bool = False) -> dict[str, Any]:  # type: ignore[override]
+    def construct_mapping(self, node: MappingNode, deep: bool = False) -> dict[str, Any]:
         self.flatten_mapping(node)
         mapping: dict[str, Any] = {}
         first: dict[str, yaml.Mark] = {}

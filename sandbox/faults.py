@@ -19,6 +19,7 @@ import random
 import re
 import threading
 from collections import Counter
+from collections.abc import MutableMapping, Sequence
 from dataclasses import asdict, dataclass, fields
 from typing import Any
 
@@ -173,8 +174,8 @@ class RequestCounters:
 
 
 async def send_json(
-    send: Any, status: int, body: Any, headers: list[tuple[bytes, bytes]] = ()
-) -> None:  # type: ignore[assignment]
+    send: Any, status: int, body: Any, headers: Sequence[tuple[bytes, bytes]] = ()
+) -> None:
     """Send a complete JSON response on a raw ASGI `send`."""
     payload = orjson.dumps(body)
     await send(
@@ -219,7 +220,7 @@ class FaultMiddleware:
         self.counters = counters
         self.error_body = error_body
 
-    async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
+    async def __call__(self, scope: MutableMapping[str, Any], receive: Any, send: Any) -> None:
         if scope["type"] != "http" or scope["path"].startswith(ADMIN_PREFIX):
             await self.app(scope, receive, send)
             return

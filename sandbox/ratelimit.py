@@ -39,7 +39,7 @@ import re
 import threading
 import time
 from collections import deque
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from typing import Any
 from urllib.parse import parse_qs
 
@@ -280,12 +280,14 @@ class SlidingWindow:
             self._hits.clear()
 
 
-def pipedrive_token_of(scope: dict[str, Any]) -> str:
+def pipedrive_token_of(scope: Mapping[str, Any]) -> str:
     """The API token of a request: `x-api-token` header first, then the `api_token` parameter."""
+    name: bytes
+    value: bytes
     for name, value in scope.get("headers", ()):
         if name == b"x-api-token":
             return value.decode("latin-1")
-    query = scope.get("query_string", b"")
+    query: bytes = scope.get("query_string", b"")
     if b"api_token=" in query:
         values = parse_qs(query.decode("latin-1")).get("api_token")
         if values:

@@ -150,13 +150,22 @@ class SchemaVersionTable(SQLModel, table=True):
     applied_at: datetime = Field(sa_type=UTCDateTime)
 
 
-links: sa.Table = LinkTable.__table__  # type: ignore[assignment]
-cursors: sa.Table = CursorTable.__table__  # type: ignore[assignment]
-inbox: sa.Table = InboxTable.__table__  # type: ignore[assignment]
-connections: sa.Table = ConnectionTable.__table__  # type: ignore[assignment]
-run_log: sa.Table = RunLogTable.__table__  # type: ignore[assignment]
-cache: sa.Table = CacheTable.__table__  # type: ignore[assignment]
-schema_version: sa.Table = SchemaVersionTable.__table__  # type: ignore[assignment]
+def _table(model: type[SQLModel]) -> sa.Table:
+    """The table SQLModel built for a `table=True` model (it sets `__table__` at class creation,
+    which the type stubs do not declare)."""
+    table = vars(model).get("__table__")
+    if not isinstance(table, sa.Table):
+        raise TypeError(f"{model.__name__} is not a table model")
+    return table
+
+
+links = _table(LinkTable)
+cursors = _table(CursorTable)
+inbox = _table(InboxTable)
+connections = _table(ConnectionTable)
+run_log = _table(RunLogTable)
+cache = _table(CacheTable)
+schema_version = _table(SchemaVersionTable)
 
 TABLES: tuple[sa.Table, ...] = (links, cursors, inbox, connections, run_log, cache, schema_version)
 TABLE_NAMES: tuple[str, ...] = tuple(t.name for t in TABLES)

@@ -35,6 +35,7 @@ import json
 import logging
 import uuid
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from dataclasses import replace
 from datetime import datetime, timedelta
 from types import TracebackType
 from typing import Any, TypeVar
@@ -696,7 +697,7 @@ class StateStore:
     def inbox_counts(self) -> dict[str, int]:
         """The number of items per status (every status present, 0 included)."""
         query = sa.select(inbox.c.status, sa.func.count()).group_by(inbox.c.status)
-        counts = dict.fromkeys(INBOX_STATUSES, 0)
+        counts: dict[str, int] = dict.fromkeys(INBOX_STATUSES, 0)
         with self._engine.connect() as conn:
             counts.update({status: int(n) for status, n in conn.execute(query)})
         return counts
@@ -746,7 +747,7 @@ class StateStore:
             set_={k: insert.excluded[k] for k in row if k != "name"},
         )
         self._write(lambda conn: conn.execute(statement))
-        return Connection(**{**row, "updated_at": now})
+        return replace(connection, updated_at=now)
 
     def get_connection(self, name: str = "default") -> Connection | None:
         """The stored connection of this name, or None before the first successful connect."""

@@ -142,7 +142,11 @@ def connect_account(
             token_fingerprint=fingerprint,
             webhook_id=webhook_id,
             receiver_credential_ref=credential_reference(settings),
-            verified_at=datetime.now(UTC) if (changed or force_check) else stored.verified_at,  # type: ignore[union-attr]
+            verified_at=(
+                datetime.now(UTC)
+                if changed or force_check or stored is None  # `changed` when nothing is stored
+                else stored.verified_at
+            ),
         )
     )
     return ConnectResult(company_url, user, changed or force_check, webhook_id, webhook)

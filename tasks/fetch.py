@@ -37,7 +37,7 @@ log = logging.getLogger(__name__)
 Record = dict[str, Any]
 
 #: section (as in the settings) → the stream (cursor name) and the Pipedrive collection
-STREAMS = {k.section: k.stream for k in KINDS}
+STREAMS: dict[str, str] = {k.section: k.stream for k in KINDS}
 
 
 class Fetched:

@@ -12,7 +12,7 @@ from mappings.kinds import KINDS
 
 ACTION_ORDER = ("created", "updated", "unchanged", "skipped", "conflict", "failed")
 #: each kind's label ("organizations → companies"), in the order of writing
-OBJECT_LABELS = {k.pipedrive: k.label for k in KINDS}
+OBJECT_LABELS: dict[str, str] = {k.pipedrive: k.label for k in KINDS}
 
 #: a record named by its id in a reason ("deal 12 is lost, not won"); grouping replaces the id
 _RECORD_ID = re.compile(

@@ -872,7 +872,9 @@ class Api:
         ]
         for name in _ENTITY_OF_V1_FIELDS:
             v1.append(("GET", f"/{name}", self.list_fields_v1))
-        routes = [(method, f"/api/v2{path}", handler) for method, path, handler in v2]
+        routes: list[tuple[str, str, Handler]] = [
+            (method, f"/api/v2{path}", handler) for method, path, handler in v2
+        ]
         for prefix in ("/api/v1", "/v1"):
             routes += [(method, f"{prefix}{path}", handler) for method, path, handler in v1]
         return routes

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Callable
-from typing import Any
+from typing import Any, TypeVar, cast
 
 from sandbox.dataset import PipedriveSeed
 from sandbox.pipedrive.builtin_fields import BUILTIN_FIELDS, shape_v1
@@ -26,6 +26,7 @@ from sandbox.pipedrive.views import v1_field
 
 Record = dict[str, Any]
 Listener = Callable[[str, str, "Record | None", "Record | None"], None]
+_T = TypeVar("_T")
 
 ENTITIES = ("deal", "person", "organization")
 VISIBLE_TO = (1, 3, 5, 7)
@@ -213,7 +214,7 @@ class PipedriveModel:
         self.listeners: list[Listener] = []
 
     def _company_created(self) -> str:
-        times = [r.get("add_time") for r in self.pipelines.values() if r.get("add_time")]
+        times: list[str] = [r["add_time"] for r in self.pipelines.values() if r.get("add_time")]
         if not times:
             return iso(now())
         return min(times)
@@ -245,11 +246,11 @@ class PipedriveModel:
             or (deal.get("won_time") if deal.get("status") == "won" else None)
         )
 
-    def _index(self, name: str, collection: Collection, build: Callable[[], Any]) -> Any:
+    def _index(self, name: str, collection: Collection, build: Callable[[], _T]) -> _T:
         """A derived index over `collection`, rebuilt only when the collection changed."""
         hit = self._indexes.get(name)
         if hit is not None and hit[0] == collection.version:
-            return hit[1]
+            return cast(_T, hit[1])  # what `build` made for this name
         value = build()
         self._indexes[name] = (collection.version, value)
         return value

@@ -75,8 +75,8 @@ class Collection:
         self.next_id = max(self.records, default=0) + 1
 
     # -- reads --------------------------------------------------------------------------------
-    def get(self, record_id: int) -> Record | None:
-        return self.records.get(record_id)
+    def get(self, record_id: int | None) -> Record | None:
+        return None if record_id is None else self.records.get(record_id)
 
     def __len__(self) -> int:
         return len(self.records)
@@ -149,14 +149,14 @@ class Collection:
             chosen = [r for r in self.records.values() if predicate is None or predicate(r)]
             chosen.sort(key=lambda r: r["id"])
             for field, descending in reversed(order):
-                chosen.sort(
-                    key=lambda r, f=field: _nullable_key(self._v1_sort_value(r, f)),
-                    reverse=descending,
-                )
+                chosen.sort(key=self._v1_sort_key(field), reverse=descending)
             self._sorted[key] = (self.version, chosen)
             if len(self._sorted) > _QUERY_CACHE_SIZE:
                 self._sorted.popitem(last=False)
             return chosen
+
+    def _v1_sort_key(self, field: str) -> Callable[[Record], tuple[bool, Any]]:
+        return lambda record: _nullable_key(self._v1_sort_value(record, field))
 
     def _v1_sort_value(self, record: Record, field: str) -> Any:
         if field in _TIME_SORTS:

@@ -196,7 +196,7 @@ def minimal_seed(n_deals: int = 10, *, n_orgs: int = 3, n_persons: int = 3) -> P
         _field(MONEY_FIELD, "Fee", "monetary", True),
         _field(TEXT_FIELD, "PO number", "varchar", True),
     ]
-    orgs = [
+    orgs: list[Record] = [
         {
             "id": i,
             "name": f"Org {i}",
@@ -216,7 +216,7 @@ def minimal_seed(n_deals: int = 10, *, n_orgs: int = 3, n_persons: int = 3) -> P
         }
         for i in range(1, n_orgs + 1)
     ]
-    persons = [
+    persons: list[Record] = [
         {
             "id": i,
             "name": f"Person {i}",

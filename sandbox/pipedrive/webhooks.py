@@ -18,6 +18,7 @@ Delivery rules (reference §4.2), with every delay multiplied by `time_scale`:
 from __future__ import annotations
 
 import asyncio
+import builtins
 import contextlib
 import threading
 import time
@@ -212,7 +213,7 @@ class WebhookRegistry:
             self._state.pop(webhook_id, None)
             return self._hooks.pop(webhook_id, None) is not None
 
-    def matching(self, entity: str, action: str) -> list[Record]:
+    def matching(self, entity: str, action: str) -> builtins.list[Record]:
         """Webhooks subscribed to this event (by their version's action names)."""
         v1_action = V1_ACTION_OF[action]
         with self._lock:
@@ -508,7 +509,9 @@ class WebhookDispatcher:
         record = job.current or job.previous or {}
         action = V1_ACTION_OF[job.action]
         users = [u["id"] for u in model.users.values() if u.get("active_flag", True)]
-        matches = {"current": []} if job.current is not None else {"previous": []}
+        matches: dict[str, list[Any]] = (
+            {"current": []} if job.current is not None else {"previous": []}
+        )
         meta = {
             "v": 1,
             "action": action,
@@ -592,7 +595,7 @@ class WebhookDispatcher:
         except Exception as exc:  # a payload bug must show in the log, not vanish in a task
             self.log.add(self._entry(job, 1, None, f"payload error: {exc!r}", 0.0))
             return
-        auth = None
+        auth = httpx.Auth()  # no authentication (what httpx makes of `auth=None`)
         if hook.get("http_auth_user") is not None:
             auth = httpx.BasicAuth(hook["http_auth_user"], hook.get("http_auth_password") or "")
         headers = {"content-type": "application/json", "user-agent": "Pipedrive-Webhook"}

@@ -269,7 +269,8 @@ class PlanhatSandbox:
         if model not in (*MODELS, "users"):
             raise KeyError(f"unknown Planhat model {model!r}; known: {', '.join(MODELS)}")
         with self.store.lock:
-            return orjson.loads(orjson.dumps(self.store.records(model)))
+            copied: list[Record] = orjson.loads(orjson.dumps(self.store.records(model)))
+            return copied
 
     # --- the HTTP app ---
 

@@ -463,7 +463,7 @@ class PlanhatStore:
             kind = record.get("type")
             if not isinstance(kind, str) or not kind:
                 raise ItemError("type is required")
-            if kind in RESERVED_TYPES and (creating or previous.get("type") != kind):
+            if kind in RESERVED_TYPES and (previous is None or previous.get("type") != kind):
                 raise ItemError(f"conversation type {kind!r} cannot be created over the API")
             if creating:
                 record.setdefault("createDate", record["createdAt"])

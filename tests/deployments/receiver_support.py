@@ -16,7 +16,8 @@ import yaml
 from fastapi import FastAPI, Request, Response
 
 from deployments.sandbox_settings import SANDBOX_DIR
-from mappings.settings import Settings, load_settings
+from mappings.loading import load_settings
+from mappings.models import Settings
 
 REPO = Path(__file__).resolve().parents[2]
 # copies of Pipedrive's description and real deliveries: tests/reference/README.md

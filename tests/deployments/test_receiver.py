@@ -43,7 +43,7 @@ from deployments.receiver import (
     drain_inbox,
     pipedrive_event,
 )
-from mappings.settings import Settings
+from mappings.models import Settings
 from sandbox.runner import Sandbox
 from sandbox.server import ServedApp, free_port
 from store import StateStore

@@ -31,7 +31,7 @@ from deployments.prefect_server import (
 )
 from deployments.sandbox_settings import SANDBOX_DIR
 from deployments.serve import InboxDrainer, receiver_address, run_serve
-from mappings.settings import load_settings
+from mappings.loading import load_settings
 from sandbox.runner import Sandbox
 from store import StateStore
 from tasks.account import open_pipedrive

@@ -307,7 +307,7 @@ def test_demo_backfill_holds_exactly_the_expected_set_at_minimum_calls(
 def test_a_notification_is_marked_done_by_its_run_and_older_ones_by_the_incremental_sync(
     sb: Sandbox, settings: str
 ) -> None:
-    from mappings.settings import load_settings
+    from mappings.loading import load_settings
     from store import StateStore
 
     store = StateStore(load_settings(settings).store_url)

@@ -67,7 +67,7 @@ def _no_duplicates(sb: Sandbox) -> dict[str, int]:
 
 
 def _store(settings: str) -> StateStore:
-    from mappings.settings import load_settings
+    from mappings.loading import load_settings
 
     return StateStore(load_settings(settings).store_url)
 

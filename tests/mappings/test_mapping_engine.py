@@ -12,6 +12,7 @@ import pandas as pd
 import pytest
 from mappings_support import write_settings
 
+from mappings.loading import load_settings
 from mappings.receive import (
     deal_to_license,
     note_to_conversation,
@@ -25,7 +26,6 @@ from mappings.send import (
     enduser_to_person,
     license_to_deal,
 )
-from mappings.settings import load_settings
 
 TIER = "9f1c2e7d40aa51b36c8e0d2f4b7a19c3e5d60b21"
 FEE = "5b0e8d1a27c94f36a1e2d7c80b59f4a3d6e1c702"

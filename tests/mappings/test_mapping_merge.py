@@ -9,6 +9,7 @@ from typing import Any
 import pytest
 from mappings_support import account, field_code, write_settings
 
+from mappings.loading import load_settings
 from mappings.merge import (
     field_hashes,
     pipedrive_patch,
@@ -18,7 +19,6 @@ from mappings.merge import (
     three_way_merge,
 )
 from mappings.resolve import Mappings, compile_mappings
-from mappings.settings import load_settings
 from mappings.values import field_hash
 
 

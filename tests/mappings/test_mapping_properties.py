@@ -20,11 +20,11 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from mappings_support import account, seed, write_settings
 
+from mappings.loading import load_settings
 from mappings.merge import field_hashes, three_way_merge
 from mappings.receive import organization_to_company, person_to_enduser
 from mappings.resolve import Mappings, Rule, compile_mappings
 from mappings.send import company_to_organization, enduser_to_person
-from mappings.settings import load_settings
 
 COMPANY_ID = "66a1c3f09b2e4d0012ab0001"
 ORG_ID = 7
