@@ -66,8 +66,8 @@ from deployments.events import (
     pipedrive_event,
 )
 from mappings.models import Settings
-from mappings.secrets import receiver_password
 from store import InboxItem, StateStore, StoreUnavailableError
+from tasks.credentials import receiver_password
 
 __all__ = [
     "HEALTH_PATH",

@@ -236,7 +236,7 @@ def run_serve(
     """Serve until SIGINT or SIGTERM. Raises `SettingsError` (invalid settings) or
     `ServeError` (a port in use, a server that does not start) before serving anything."""
     from mappings.loading import load_settings
-    from mappings.secrets import receiver_password
+    from tasks.credentials import receiver_password
 
     settings = load_settings(settings_dir)
     if settings.integration.connection.receiver.basic_auth.password_env:

@@ -1,30 +1,27 @@
-"""Secrets: where the tokens and the receiver's password come from, and the guard that keeps
-them out of the settings files and out of every message.
+"""Secrets: the guard that keeps tokens and passwords out of the settings files and out of
+every message (reading them is `tasks.credentials`'s: that is I/O, and mappings does none).
 
 * `looks_like_secret(text)`: a token or password rather than a name;
 * `env_name` / `block_name`: the checks of the settings that *name* where a secret is (an
   environment variable, a Prefect Secret block), refusing the secret itself written there;
 * `secret_scan(document)`: a key that would hold a secret (`token:`, `password:` ...), refused;
-* `without_secrets(problems, documents)`: the last guard of every loader error;
-* `resolve_secret`, `pipedrive_token`, `planhat_token`, `receiver_password`: the values, read
-  from the environment variable or Prefect Secret block the settings name (never from a file).
+* `without_secrets(problems, documents)`: the last guard of every loader error.
 """
 
 from __future__ import annotations
 
-import os
 import re
-from collections.abc import Coroutine, Iterable
+from collections.abc import Iterable
 from typing import TYPE_CHECKING, Any
 
 from pydantic_core import PydanticCustomError
 
-from mappings.errors import Location, Problem, SettingsError
-from mappings.schema import CUSTOM_FIELD_KEY, INTEGRATION_FILE
+from mappings.errors import Problem
+from mappings.schema import CUSTOM_FIELD_KEY
 from mappings.yamlsource import Document, path_text, walk
 
 if TYPE_CHECKING:
-    from mappings.models import Settings
+    pass
 
 __all__ = [
     "SECRET_KEYS",
@@ -32,13 +29,8 @@ __all__ = [
     "env_name",
     "hide_secrets",
     "looks_like_secret",
-    "pipedrive_token",
-    "planhat_token",
-    "receiver_password",
-    "resolve_secret",
     "secret_scan",
     "shown_value",
-    "token_location",
     "without_secrets",
 ]
 
@@ -225,89 +217,3 @@ def without_secrets(problems: Iterable[Problem], documents: Iterable[Document]) 
     Pipedrive field keys written as field keys."""
     allowed = field_keys(documents)
     return [Problem(p.location, hide_secrets(p.message, allowed)) for p in problems]
-
-
-# --------------------------------------------------------------------------------------------
-# Reading the secrets from where the settings say they are
-# --------------------------------------------------------------------------------------------
-
-
-def resolve_secret(env: str | None, block: str | None, what: str, location: Location) -> str:
-    """A token or password from its environment variable or Prefect Secret block. Raises
-    `SettingsError` (located at the setting) when it is not there; never shows the value."""
-    if env:
-        value = os.environ.get(env, "")
-        if not value.strip():
-            if looks_like_secret(env) or not ENV_NAME.match(env):  # never repeat a secret
-                message = (
-                    f"the environment variable name given ({len(env)} characters, not shown) "
-                    f"is no variable name: it looks like the {what} itself; put the {what} in "
-                    "an environment variable and name that variable here"
-                )
-            else:
-                message = (
-                    f"the environment variable {env} is not set; set it to the {what} "
-                    f"(e.g. export {env}=...) before running"
-                )
-            raise SettingsError([Problem(location, message)])
-        return value.strip()
-    if block is None:  # the settings checks require one of the two
-        raise SettingsError([Problem(location, f"no {what} is configured")])
-    try:
-        from prefect.blocks.system import Secret
-    except ImportError:  # pragma: no cover - Prefect is a dependency
-        raise SettingsError([Problem(location, "Prefect is not installed")]) from None
-    try:
-        secret = Secret.load(block)
-    except Exception as exc:  # noqa: BLE001 - any failure means "not there"
-        shown = hide_secrets(f"'{block}'")
-        raise SettingsError(
-            [
-                Problem(
-                    location,
-                    f"the Prefect Secret block {shown} could not be loaded "
-                    f"({type(exc).__name__}); create it with the {what} (prefect block create "
-                    "secret) or use token_env",
-                )
-            ]
-        ) from None
-    if isinstance(secret, Coroutine):  # `load` is async inside a running event loop
-        secret.close()
-        raise RuntimeError("secrets are read outside a running event loop")
-    value = secret.get()
-    return str(value).strip()
-
-
-def token_location(settings: Settings, service: str) -> Location:
-    conn = getattr(settings.integration.connection, service)
-    key = "token_env" if conn.token_env else "secret_block"
-    return settings.locate(INTEGRATION_FILE, ("connection", service, key))
-
-
-def pipedrive_token(settings: Settings) -> str:
-    """The Pipedrive API token, from where `integration.yaml` says it is."""
-    conn = settings.integration.connection.pipedrive
-    return resolve_secret(
-        conn.token_env,
-        conn.secret_block,
-        "Pipedrive API token",
-        token_location(settings, "pipedrive"),
-    )
-
-
-def planhat_token(settings: Settings) -> str:
-    """The Planhat API token, from where `integration.yaml` says it is."""
-    conn = settings.integration.connection.planhat
-    return resolve_secret(
-        conn.token_env, conn.secret_block, "Planhat API token", token_location(settings, "planhat")
-    )
-
-
-def receiver_password(settings: Settings) -> str:
-    """The receiver's basic-auth password (Pipedrive sends it with every webhook delivery)."""
-    auth = settings.integration.connection.receiver.basic_auth
-    key = "password_env" if auth.password_env else "password_secret_block"
-    where = settings.locate(INTEGRATION_FILE, ("connection", "receiver", "basic_auth", key))
-    return resolve_secret(
-        auth.password_env, auth.password_secret_block, "receiver's basic-auth password", where
-    )

@@ -27,7 +27,7 @@ from clients.planhat import parse_base_url
 from mappings.errors import Problem, SettingsError
 from mappings.models import INTEGRATION_FILE, Settings
 from mappings.resolve import Account
-from mappings.secrets import pipedrive_token, planhat_token, token_location
+from tasks.credentials import Credentials, pipedrive_token, planhat_token, token_location
 
 __all__ = [
     "PLACEHOLDER_HOST",
@@ -90,26 +90,30 @@ def connection_problems(settings: Settings) -> dict[str, list[Problem]]:
     return found
 
 
-def open_pipedrive(settings: Settings, **client_options: Any) -> PipedriveClient:
-    """A `PipedriveClient` for the settings' company URL and token; a connection mistake
-    (`connection_problems`) raises `SettingsError` first."""
+def open_pipedrive(
+    settings: Settings, credentials: Credentials | None = None, **client_options: Any
+) -> PipedriveClient:
+    """A `PipedriveClient` for the settings' company URL and token (from `credentials`, the
+    run's, else read now); a connection mistake (`connection_problems`) raises
+    `SettingsError` first."""
     problems = connection_problems(settings)["pipedrive"]
     if problems:
         raise SettingsError(problems)
     url = settings.integration.connection.pipedrive.company_url
-    return PipedriveClient(
-        url, pipedrive_token(settings), allow_local_http=is_loopback_url(url), **client_options
-    )
+    token = credentials.pipedrive_token if credentials else pipedrive_token(settings)
+    return PipedriveClient(url, token, allow_local_http=is_loopback_url(url), **client_options)
 
 
-def open_planhat(settings: Settings, **client_options: Any) -> PlanhatClient:
-    """A `PlanhatClient` for the settings' base URL and token (errors as for Pipedrive)."""
+def open_planhat(
+    settings: Settings, credentials: Credentials | None = None, **client_options: Any
+) -> PlanhatClient:
+    """A `PlanhatClient` for the settings' base URL and token (as for Pipedrive)."""
     problems = connection_problems(settings)["planhat"]
     if problems:
         raise SettingsError(problems)
     url = settings.integration.connection.planhat.base_url
     return PlanhatClient(
-        planhat_token(settings),
+        credentials.planhat_token if credentials else planhat_token(settings),
         base_url=url,
         allow_local_http=is_loopback_url(url),
         **client_options,

@@ -25,9 +25,9 @@ from prefect.cache_policies import NO_CACHE
 from clients import PipedriveClient
 from mappings.errors import SettingsError
 from mappings.models import Settings
-from mappings.secrets import pipedrive_token, receiver_password
 from store import StateStore
 from store.records import Connection, token_fingerprint
+from tasks.credentials import pipedrive_token, receiver_password
 
 log = logging.getLogger(__name__)
 

@@ -20,10 +20,9 @@ from clients.http import Closing
 from mappings.loading import load_settings
 from mappings.models import Settings
 from mappings.resolve import Account, Mappings, compile_mappings
-from mappings.secrets import pipedrive_token
 from store import StateStore
-from store.records import token_fingerprint
 from tasks.account import fetch_account, open_pipedrive, open_planhat
+from tasks.credentials import Credentials, resolve_credentials
 
 log = logging.getLogger(__name__)
 
@@ -64,13 +63,13 @@ class SyncContext(Closing):
         self.store.close()
 
 
-def _cache_scope(settings: Settings) -> str:
+def _cache_scope(settings: Settings, credentials: Credentials) -> str:
     """The cached lists belong to one Pipedrive company and token (and one Planhat tenant)."""
     conn = settings.integration.connection
     return "|".join(
         (
             conn.pipedrive.company_url.rstrip("/"),
-            token_fingerprint(pipedrive_token(settings)),
+            credentials.pipedrive_fingerprint,
             conn.planhat.base_url.rstrip("/"),
         )
     )
@@ -81,12 +80,13 @@ def load_account(
     pipedrive: PipedriveClient,
     planhat: PlanhatClient,
     store: StateStore,
+    credentials: Credentials,
     *,
     max_age_s: float | None,
 ) -> tuple[Account, bool]:
     """The account lists: from the store's cache when fresh enough (`max_age_s`; None never
     uses the cache), else read from both services and cached. Returns (account, from cache)."""
-    scope = _cache_scope(settings)
+    scope = _cache_scope(settings, credentials)
     if max_age_s is not None:
         cached = store.cache_get(ACCOUNT_CACHE_KEY)
         if cached is not None:
@@ -112,12 +112,13 @@ def open_sync_context(
     is written in either case.
     """
     settings = load_settings(settings_dir)
-    pipedrive = open_pipedrive(settings, **client_options)
-    planhat = open_planhat(settings, **client_options)
+    credentials = resolve_credentials(settings)  # once per run
+    pipedrive = open_pipedrive(settings, credentials, **client_options)
+    planhat = open_planhat(settings, credentials, **client_options)
     store = StateStore(settings.store_url)
     try:
         account, cached = load_account(
-            settings, pipedrive, planhat, store, max_age_s=account_max_age_s
+            settings, pipedrive, planhat, store, credentials, max_age_s=account_max_age_s
         )
         mappings = compile_mappings(settings, account)
     except BaseException:

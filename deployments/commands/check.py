@@ -67,8 +67,8 @@ def check_against_accounts(
     from clients import ApiError
     from mappings.errors import Problem, SettingsError
     from mappings.resolve import compile_mappings
-    from mappings.secrets import token_location
     from tasks.account import connection_problems, fetch_account, open_pipedrive, open_planhat
+    from tasks.credentials import token_location
 
     local = connection_problems(settings)
     if local["pipedrive"] or local["planhat"]:

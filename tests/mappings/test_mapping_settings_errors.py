@@ -14,7 +14,7 @@ from mappings.errors import SettingsError
 from mappings.loading import load_settings
 from mappings.models import DEFAULT_DIR
 from mappings.resolve import compile_mappings
-from mappings.secrets import pipedrive_token
+from tasks.credentials import pipedrive_token
 
 SANDBOX_TOKEN = "8fe44a9e0fcd3df5839737b228d3ba669c6a8bb8"
 

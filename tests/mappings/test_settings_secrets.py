@@ -15,7 +15,8 @@ from mappings_support import BASE_INTEGRATION, write_settings
 
 from mappings.errors import Location, SettingsError
 from mappings.loading import load_settings
-from mappings.secrets import looks_like_secret, resolve_secret
+from mappings.secrets import looks_like_secret
+from tasks.credentials import resolve_secret
 
 #: a Pipedrive token (40 hex digits) that starts with a letter, so it is also a valid
 #: environment variable name by syntax
