@@ -4,8 +4,8 @@
 
 Maps every organization (20,000), person (60,000), deal (50,000) and note (100,000) of the
 `large` sandbox data set with the sandbox settings (deployments/sandbox_settings/: the shipped
-field maps plus 20 custom matches), in memory: no HTTP, as the pipeline's convert task does. Also a
-DataFrame of the notes, the deal selection, and the pair hashes the state store would keep.
+field maps plus 20 custom matches), in memory: no HTTP, as the pipeline's convert task does. Also
+the deal selection, and the pair hashes the state store would keep.
 """
 
 from __future__ import annotations
@@ -91,17 +91,6 @@ def main() -> None:
     print(f"{'all of the above':<32} {total_n:>8,} {'':>8} {total_s:>8.2f} "
           f"{total_s * 100_000 / total_n:>10.2f} s")  # fmt: skip
 
-    import pandas as pd
-
-    frame = pd.DataFrame(pd_seed.notes)
-    seconds, _ = timed(
-        args.repeat,
-        lambda: note_to_conversation(
-            frame, mappings, company_ids=company_ids, deal_orgs=deal_orgs, person_orgs=person_orgs
-        ),
-    )
-    print(f"{'notes → notes (a DataFrame)':<32} {len(frame):>8,} {'':>8} {seconds:>8.2f} "
-          f"{seconds * 100_000 / len(frame):>10.2f} s")  # fmt: skip
     notes = results["notes → notes"]
     seconds, _ = timed(args.repeat, lambda: [field_hashes(v) for v in notes.values])
     print(f"{'field hashes of the notes':<32} {len(notes.values):>8,} {'':>8} {seconds:>8.2f} "

@@ -1,9 +1,9 @@
 """Receive: Pipedrive records → Planhat upsert items. Plain functions over batches, no HTTP.
 
-Every function takes a batch (`mappings.rows.Records`: a list of dicts, or a pandas DataFrame)
-and the compiled `Mappings` (`mappings.resolve.compile_mappings`), and returns a `MappedBatch`:
-the Planhat items, the Pipedrive id of each, the canonical value of each written field (for the
-"last synced values", `mappings.merge.field_hashes`), and the issues (records skipped, with why;
+Every function takes a batch (`mappings.rows.Records`: a list of dicts) and the compiled
+`Mappings` (`mappings.resolve.compile_mappings`), and returns a `MappedBatch`: the Planhat
+items, the Pipedrive id of each, the canonical value of each written field (for the "last
+synced values", `mappings.merge.field_hashes`), and the issues (records skipped, with why;
 values left empty, with why). Pipedrive records in the v2 shape (notes: v1):
 
     organization_to_company(organizations, mappings)                       → companies

@@ -82,7 +82,7 @@ def check_object_type(object_type: str) -> str:
 
 def as_pipedrive_id(value: Any) -> int | None:
     """THE Pipedrive id rule: a positive integer. Numeric strings (ASCII digits, surrounding
-    spaces ignored: "42", " 42") and whole floats (42.0: a DataFrame's integer column with gaps)
+    spaces ignored: "42", " 42") and whole floats (42.0, as a JSON number may arrive)
     are accepted and converted; bools, zero, negatives, fractions and anything else are not
     ids (None). `check_pipedrive_id` is the raising twin."""
     if isinstance(value, bool):
