@@ -28,6 +28,9 @@ Policy (the same for Pipedrive and Planhat, parametrised by each service's `Serv
   no reference to httpx requests (whose headers carry the token).
 
 `sleep`, `clock` and `rng` are injectable so that tests of waits and retries do not sleep.
+
+Its size: this is the one retry and limit policy of both clients, kept whole on purpose
+(the limiter, the request loop and the typed errors it raises are read together).
 """
 
 from __future__ import annotations

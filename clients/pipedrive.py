@@ -14,6 +14,10 @@ v1 for users/me, notes and webhooks (`../shared/reference/pipedrive-api.md` §0)
   per call. Memory stays at one page.
 * Limits, retries, errors and request logging are `clients.http`'s, with Pipedrive's limits:
   a 2-second burst window reported in `x-ratelimit-*`, and a daily budget.
+
+Its size: one class over every Pipedrive endpoint the product calls (v2 lists, v1 notes,
+users and webhooks, the writes of the send direction), each a few lines over one paging
+helper; split by endpoint it would be many files of one method.
 """
 
 from __future__ import annotations

@@ -17,6 +17,9 @@
    rest was skipped, from the runs' logs in the state store;
 7. stops everything it started (serve, the server, the sandbox) and exits 0 when every run
    completed and the won deal became a license.
+
+Its size: one scripted story (start, connect, backfill, serve, four changes, the results
+table, a clean stop) read top to bottom; its tables come from `deployments.render`.
 """
 
 from __future__ import annotations

@@ -20,6 +20,9 @@ Values in Planhat's shape are the **canonical** form: `to_planhat` produces it f
 value, `canonical` brings a value read back from Planhat to it, and `field_hash` hashes it
 stably (with the store's one hash, `store.records.values_hash`), so a value written and read
 back hashes the same (no echo). Ids follow the store's one id rule (`field_id`).
+
+Its size: the empty-vs-null rule and every converter are kept in one place on purpose
+(design promise 4: one home for it), each converter a small class.
 """
 
 from __future__ import annotations

@@ -27,6 +27,9 @@ Guarantees, on both backends and with any number of processes sharing the databa
 
 A `StateStore` may be shared by the threads of one process. Do not carry one across `fork`:
 open a new one in the child (or call `close()` first).
+
+Its size: one class, the state store's whole API (links, cursors, inbox, connection, run
+log, cache), each method one transaction over `store.schema`'s tables.
 """
 
 from __future__ import annotations

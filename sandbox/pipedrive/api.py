@@ -7,6 +7,9 @@ v2 (`/api/v2/...`): deals, persons, organizations (list with filters, get, creat
 delete), pipelines, stages, dealFields, personFields, organizationFields. Cursor paging.
 v1 (`/api/v1/...` and `/v1/...`): users/me, users, notes, webhooks, and every v1 `*Fields` list
 (activity, deal, lead, note, organization, person, product). Offset paging.
+
+Its size: one route per endpoint of Pipedrive's v1 and v2 descriptions that the sandbox
+serves, each short; the OpenAPI contract test reads them as one surface.
 """
 
 from __future__ import annotations

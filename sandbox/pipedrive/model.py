@@ -3,6 +3,9 @@
 Every create/change/delete goes through here and is announced to the listeners (the webhook
 dispatcher) with the record before and after, in storage shape (v2 for deals, persons and
 organizations; v1 for notes).
+
+Its size: the Pipedrive account's data and its rules (ids, times, custom fields, soft
+deletes, merges) behind one lock.
 """
 
 from __future__ import annotations

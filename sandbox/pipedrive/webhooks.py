@@ -13,6 +13,9 @@ Delivery rules (reference §4.2), with every delay multiplied by `time_scale`:
   30 minutes (the count restarts) and events during the ban are lost (logged as `dropped`);
   a webhook with no successful delivery for 3 days (failed deliveries spanning 3 scaled days)
   is deleted.
+
+Its size: Pipedrive's whole webhook behaviour (v1 and v2 payloads, delivery, retries,
+bans and deletion) in one place, as Pipedrive documents it in one place.
 """
 
 from __future__ import annotations

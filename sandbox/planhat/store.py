@@ -17,6 +17,9 @@ Pure Python, no HTTP (`sandbox.planhat.app` serves it). Facts come from
   End users whose company cannot be resolved are dropped silently, as Planhat does.
 * A write replaces the stored dict with a new one (copy on write), so a dict handed out for
   serialisation never changes under the serialiser; every store method runs under `lock`.
+
+Its size: the four Planhat models' rules (keys, matching, validation, derived fields,
+rollups) share one store and its lock; split, every rule would cross modules.
 """
 
 from __future__ import annotations
