@@ -46,7 +46,8 @@ from typing import Any, TypeVar
 import sqlalchemy as sa
 from sqlalchemy.dialects import postgresql, sqlite
 
-from store import db, migrations
+import store.db as db
+import store.migrations as migrations
 from store.records import (
     ACTIONS,
     INBOX_STATUSES,
