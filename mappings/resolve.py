@@ -541,6 +541,27 @@ def compile_mappings(settings: Settings, account: Account) -> Mappings:
             )
         )
     integ = settings.integration
+    sending = [k.section for k in KINDS if integ.direction(k.section) in ("send", "both")]
+    for section in sending:
+        direction = integ.direction(section)
+        warnings.append(
+            Problem(
+                settings.locate(INTEGRATION_FILE, (section, "direction")),
+                f"{section}: direction {direction}: sending to Pipedrive (Planhat → Pipedrive) "
+                "is not implemented yet, so nothing of this section is written to Pipedrive"
+                + (" (its receive half runs)" if direction == "both" else "")
+                + "; conflict_policy has no effect until it is",
+            )
+        )
+    send_only = [r for obj_rules in rules.values() for r in obj_rules if r.send and not r.receive]
+    for rule in send_only:
+        warnings.append(
+            Problem(
+                rule.location or settings.locate(INTEGRATION_FILE, ()),
+                f"{rule.key} → Pipedrive {rule.pipedrive_label}: a send-only rule; sending to "
+                "Pipedrive is not implemented yet, so this field is not synced",
+            )
+        )
     if integ.organizations.direction in ("send", "none"):
         dependent = [
             k.section
