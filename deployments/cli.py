@@ -1,4 +1,4 @@
-"""`pdsync`: the command line of the Pipedrive ⇄ Planhat sync (Typer, like Prefect's own CLI).
+"""`pdsync`: the command line of the Pipedrive ⇄ Planhat sync (Typer).
 
     pdsync demo                     # everything, locally, against the sandbox: start here
     pdsync check   [--settings DIR] # the settings against the accounts; nothing is written
