@@ -2,7 +2,7 @@
 
 This command line is a contract (scripts and benchmarks rely on it); flags are only ever added.
 
-    python -m sandbox [--dataset small|demo|large] [--seed N]
+    python -m sandbox [--dataset small|demo|large] [--seed N] [--scale F]
                       [--pipedrive-port N] [--planhat-port M]
                       [--pipedrive-token T] [--planhat-token U]
                       [--host H] [--burst N] [--daily-budget N]
@@ -13,12 +13,17 @@ This command line is a contract (scripts and benchmarks rely on it); flags are o
                       [--p-429 P] [--p-429-no-retry-after P] [--p-hang P] [--p-drop P]
                       [--json]
 
-Defaults: dataset demo, seed 7, host 127.0.0.1, Pipedrive on 8711, Planhat on 8712 (0 picks a
-free port), the documented sandbox tokens (see `sandbox.runner`), time scale 1, and Pipedrive's
-limits for `--plan growth` with `--seats 10`: a burst of 40 requests per token per rolling 2 s
-window (search 10) and a daily budget of 30,000 × 2 × 10 = 600,000 tokens for the company.
-It prints both base URLs and tokens (with `--json`: one JSON object on one line), serves until
-SIGINT or SIGTERM and exits 0.
+Defaults: dataset demo, seed 7, scale 1, host 127.0.0.1, Pipedrive on 8711, Planhat on 8712 (0
+picks a free port), the documented sandbox tokens (see `sandbox.runner`), time scale 1, and
+Pipedrive's limits for `--plan growth` with `--seats 10`: a burst of 40 requests per token per
+rolling 2 s window (search 10) and a daily budget of 30,000 × 2 × 10 = 600,000 tokens for the
+company. It prints both base URLs and tokens (with `--json`: one JSON object on one line, which
+also names the dataset, seed, scale and counts), serves until SIGINT or SIGTERM and exits 0.
+
+`--scale F` multiplies the data set's organizations, persons, deals and notes by F (each rounded,
+at least 1; pipelines, stages, fields and users unchanged): `--dataset large --scale 0.25` serves
+5,000 organizations, 15,000 persons, 12,500 deals and 25,000 notes. The same seed and scale always
+give the same data.
 
 Pipedrive's limits (`sandbox.ratelimit`): `--plan` and `--seats` derive the burst (Lite 20,
 Growth 40, Premium 100, Ultimate 120) and the daily token budget (30,000 × plan multiplier
@@ -32,6 +37,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import math
 import socket
 import sys
 
@@ -72,6 +78,16 @@ def _probability(text: str) -> float:
     value = float(text)
     if not 0.0 <= value <= 1.0:
         raise argparse.ArgumentTypeError(f"{text} is not a probability between 0 and 1")
+    return value
+
+
+def _scale(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        value = float("nan")
+    if not (math.isfinite(value) and value > 0):
+        raise argparse.ArgumentTypeError(f"{text} is not a positive scale factor")
     return value
 
 
@@ -137,6 +153,14 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument(
         "--seed", type=int, default=DEFAULT_SEED, help="data generator seed (default: %(default)s)"
+    )
+    parser.add_argument(
+        "--scale",
+        type=_scale,
+        default=1.0,
+        metavar="F",
+        help="multiply the data set's organizations, persons, deals and notes by F (rounded, at "
+        "least 1 each; pipelines unchanged), e.g. 0.25 for a quarter (default: 1)",
     )
     parser.add_argument(
         "--host", default=DEFAULT_HOST, help="address to listen on (default: %(default)s)"
@@ -251,6 +275,7 @@ def main(argv: list[str] | None = None) -> int:
         daily_budget=daily_budget,
         webhook_time_scale=args.webhook_time_scale,
         webhook_ban_policy=args.webhook_ban_policy,
+        scale=args.scale,
     )
     limits = sandbox.pipedrive.ratelimit
     limits.plan, limits.seats = args.plan, args.seats
@@ -271,6 +296,7 @@ def main(argv: list[str] | None = None) -> int:
     info = {
         "dataset": args.dataset,
         "seed": args.seed,
+        "scale": args.scale,
         "pipedrive_url": sandbox.pipedrive_url,
         "pipedrive_token": args.pipedrive_token,
         "planhat_url": sandbox.planhat_url,
@@ -290,8 +316,9 @@ def main(argv: list[str] | None = None) -> int:
             print(json.dumps(info), flush=True)
         else:
             counts = ", ".join(f"{v} {k}" for k, v in info["counts"].items())
+            scaled = f", scale {args.scale:g}" if args.scale != 1 else ""
             print(
-                f"Sandbox data set '{args.dataset}' (seed {args.seed}): {counts}\n"
+                f"Sandbox data set '{args.dataset}' (seed {args.seed}{scaled}): {counts}\n"
                 f"Pipedrive  {sandbox.pipedrive_url}  (company URL; APIs at /api/v1, /api/v2)\n"
                 f"           token: {args.pipedrive_token}\n"
                 f"           limits: {burst} requests per 2 s per token, {daily_budget:,} "

@@ -1,8 +1,13 @@
-"""Deterministic sandbox data: `generate(size, seed)` → `(PipedriveSeed, PlanhatSeed)`.
+"""Deterministic sandbox data: `generate(size, seed, scale)` → `(PipedriveSeed, PlanhatSeed)`.
 
-The same `(size, seed)` gives identical records on every machine and run: everything comes from
-one `random.Random(seed)` and from fixed tables, never from the wall clock. Times lie in the three
-years before `REFERENCE_TIME` (2026-11-01T00:00:00Z).
+The same `(size, seed, scale)` gives identical records on every machine and run: everything comes
+from one `random.Random(seed)` and from fixed tables, never from the wall clock. Times lie in the
+three years before `REFERENCE_TIME` (2026-11-01T00:00:00Z).
+
+`scale` (default 1) multiplies the record counts of the size: organizations, persons, deals and
+notes each become `round(count × scale)` (at least 1); users, pipelines, stages and fields stay as
+they are. `generate("large", scale=0.25)` has 5,000 organizations, 15,000 persons, 12,500 deals
+and 25,000 notes (`scaled_counts` tells the counts without generating).
 
 The records follow the shapes documented in `sandbox.dataset` (v2 deals / organizations / persons /
 pipelines / stages / *Fields, v1 notes and users) and are deliberately awkward the way real
@@ -32,10 +37,11 @@ from __future__ import annotations
 import gc
 import hashlib
 import html
+import math
 import unicodedata
 from bisect import bisect_left, bisect_right
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from datetime import UTC, date, datetime, timedelta
 from functools import lru_cache
 from itertools import accumulate, combinations
@@ -44,7 +50,7 @@ from typing import Any
 
 from sandbox.dataset import PipedriveSeed, PlanhatSeed, Record
 
-__all__ = ["REFERENCE_TIME", "SIZES", "generate", "summary"]
+__all__ = ["REFERENCE_TIME", "SIZES", "generate", "scaled_counts", "summary"]
 
 SIZES = ("small", "demo", "large")
 
@@ -79,19 +85,50 @@ _SIZE_TABLE = {
 # --------------------------------------------------------------------------------------------
 
 
-def generate(size: str = "small", seed: int = 7) -> tuple[PipedriveSeed, PlanhatSeed]:
-    """Build the sandbox's starting data: the same `(size, seed)` always gives the same records."""
-    if size not in _SIZE_TABLE:
-        raise ValueError(f"unknown data set size {size!r}; valid sizes: {', '.join(SIZES)}")
+def generate(
+    size: str = "small", seed: int = 7, scale: float = 1.0
+) -> tuple[PipedriveSeed, PlanhatSeed]:
+    """Build the sandbox's starting data: the same `(size, seed, scale)` gives the same records.
+
+    `scale` multiplies the counts of organizations, persons, deals and notes (see the module
+    docstring); pipelines, stages, fields and users do not change.
+    """
+    counts = _scaled_size(size, scale)
     # The records hold no reference cycles; pausing the cyclic collector while hundreds of
     # thousands of containers are created roughly halves the time `large` takes.
     collecting = gc.isenabled()
     gc.disable()
     try:
-        return _Generator(_SIZE_TABLE[size], seed).run()
+        return _Generator(counts, seed).run()
     finally:
         if collecting:
             gc.enable()
+
+
+def scaled_counts(size: str = "small", scale: float = 1.0) -> dict[str, int]:
+    """The counts `generate(size, seed, scale)` produces, per collection, without generating."""
+    return asdict(_scaled_size(size, scale))
+
+
+def _scaled_size(size: str, scale: float) -> _Size:
+    if size not in _SIZE_TABLE:
+        raise ValueError(f"unknown data set size {size!r}; valid sizes: {', '.join(SIZES)}")
+    if not (isinstance(scale, int | float) and math.isfinite(scale) and scale > 0):
+        raise ValueError(f"scale must be a positive number, not {scale!r}")
+    base = _SIZE_TABLE[size]
+    if scale == 1:
+        return base
+
+    def times(n: int) -> int:
+        return max(1, math.floor(n * scale + 0.5))
+
+    return _Size(
+        organizations=times(base.organizations),
+        persons=times(base.persons),
+        deals=times(base.deals),
+        notes=times(base.notes),
+        pipelines=base.pipelines,
+    )
 
 
 def summary(pd: PipedriveSeed) -> dict[str, int]:
@@ -493,6 +530,11 @@ class _Weighted:
         self.cum = list(accumulate(weights))
         self.total = self.cum[-1]
 
+    @classmethod
+    def of(cls, pairs: tuple[tuple[Any, float], ...]) -> _Weighted:
+        """From (item, weight) pairs."""
+        return cls(tuple(item for item, _ in pairs), tuple(weight for _, weight in pairs))
+
     def pick(self, r: float) -> Any:
         return self.items[bisect_right(self.cum, r * self.total)]
 
@@ -518,8 +560,8 @@ class _Generator:
         )
         self.active_user_ids = tuple(u[0] for u in _USERS if u[7])
         self.country_choice = _Weighted(_COUNTRY_CODES, tuple(c[8] for c in _COUNTRIES.values()))
-        self.currency_choice = _Weighted(*zip(*_CURRENCY_MIX, strict=True))
-        self.origin_choice = _Weighted(*zip(*_ORIGINS, strict=True))
+        self.currency_choice = _Weighted.of(_CURRENCY_MIX)
+        self.origin_choice = _Weighted.of(_ORIGINS)
 
     # ---- small random helpers ---------------------------------------------------------------
 
@@ -534,9 +576,9 @@ class _Generator:
 
     def _owner(self, t: int) -> int:
         r = self.rng.random()
-        if t >= _DEACTIVATED_AT:
-            return self.active_owner_choice.pick(r)
-        return self.owner_choice.pick(r)
+        choice = self.active_owner_choice if t >= _DEACTIVATED_AT else self.owner_choice
+        owner: int = choice.pick(r)
+        return owner
 
     def _sorted_times(self, n: int, lo: int, hi: int, same_second: float) -> list[int]:
         """n sorted creation times; a share of them repeat the previous one (imports)."""
@@ -974,6 +1016,7 @@ class _Generator:
         columns = []
         for _code, ftype, option_ids, nulls in self.custom[entity]:
             value: Callable[[int], Any]
+            column: list[Any]
             opts = tuple(option_ids or ())
             combos = _subsets(opts) if ftype == "set" else ()
             if ftype == "enum":
@@ -1263,8 +1306,9 @@ class _Generator:
         for i in range(n):
             t = adds[i]
             existing = bisect_right(org_adds, t)
+            org_index: int | None
             if existing and rnd() >= 0.1:
-                org_index: int | None = int(rnd() * existing)
+                org_index = int(rnd() * existing)
                 country = org_country[org_index]
                 culture = (
                     _COUNTRIES[country][7]

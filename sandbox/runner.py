@@ -33,6 +33,7 @@ class Sandbox:
     """Both sandbox apps over one generated data set.
 
     Ports default to free ones (0) in-process; `python -m sandbox` uses the fixed defaults.
+    `scale` multiplies the data set's record counts (see `sandbox.data.generate`).
     """
 
     def __init__(
@@ -50,15 +51,17 @@ class Sandbox:
         webhook_time_scale: float = 1.0,
         webhook_ban_policy: bool = False,
         fault_seed: int = 0,
+        scale: float = 1.0,
     ) -> None:
         if dataset not in SIZES:
             raise ValueError(f"unknown dataset {dataset!r}; choose one of {', '.join(SIZES)}")
         self.dataset = dataset
         self.seed = seed
+        self.scale = scale
         self.host = host
         self.pipedrive_token = pipedrive_token
         self.planhat_token = planhat_token
-        self.pipedrive_seed, self.planhat_seed = generate(dataset, seed)
+        self.pipedrive_seed, self.planhat_seed = generate(dataset, seed, scale)
         self.pipedrive = PipedriveSandbox(
             self.pipedrive_seed,
             [pipedrive_token],

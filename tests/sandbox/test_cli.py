@@ -75,6 +75,37 @@ def test_defaults_are_documented_ports_and_tokens() -> None:
     assert args.pipedrive_token == DEFAULT_PIPEDRIVE_TOKEN and len(DEFAULT_PIPEDRIVE_TOKEN) == 40
 
 
+def test_scale_defaults_to_one_and_is_documented() -> None:
+    from sandbox.__main__ import build_parser
+
+    parser = build_parser()
+    assert parser.parse_args([]).scale == 1
+    assert parser.parse_args(["--scale", "0.25"]).scale == 0.25
+    text = " ".join(parser.format_help().split())
+    assert "--scale F" in text and "(default: 1)" in text
+
+
+def test_scale_flag_serves_the_scaled_data_set() -> None:
+    from sandbox.data import scaled_counts
+
+    proc, info = _start("--scale", "0.5")
+    try:
+        expected = scaled_counts("small", 0.5)
+        assert info["scale"] == 0.5
+        for name in ("organizations", "persons", "deals", "notes", "pipelines"):
+            assert info["counts"][name] == expected[name], name
+        deals = httpx.get(
+            f"{info['pipedrive_url']}/api/v2/deals",
+            params={"limit": 500},
+            headers={"x-api-token": info["pipedrive_token"]},
+            timeout=10,
+        ).json()
+        assert len(deals["data"]) == expected["deals"] == 40
+    finally:
+        proc.terminate()
+        proc.wait(timeout=15)
+
+
 def test_fault_flags_reach_the_apis() -> None:
     proc, info = _start("--fault-target", "planhat", "--p-503", "1")
     try:
@@ -160,6 +191,8 @@ def test_help_documents_the_limit_flags() -> None:
         (["--p-500", "2"], "not a probability"),
         (["--p-500", "0.7", "--p-503", "0.7"], "add up to"),
         (["--pipedrive-port", "70000"], "not a TCP port"),
+        (["--scale", "0"], "not a positive scale factor"),
+        (["--scale", "many"], "not a positive scale factor"),
     ],
 )
 def test_bad_flags_exit_2_with_a_clear_message(flags: list[str], message: str) -> None:

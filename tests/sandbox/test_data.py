@@ -12,7 +12,7 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from sandbox.data import REFERENCE_TIME, SIZES, generate, summary
+from sandbox.data import REFERENCE_TIME, SIZES, generate, scaled_counts, summary
 from sandbox.dataset import PipedriveSeed, PlanhatSeed
 
 HASH40 = re.compile(r"^[0-9a-f]{40}$")
@@ -194,6 +194,99 @@ def test_demo_counts(demo: tuple[PipedriveSeed, PlanhatSeed]) -> None:
     )
     assert counts["pipelines"] == 4
     assert all(counts[f"deals_in_pipeline_{p['id']}"] > 0 for p in demo[0].pipelines)
+
+
+# ---- scale -------------------------------------------------------------------------------------
+
+SCALED = ("organizations", "persons", "deals", "notes")
+UNSCALED = ("users", "pipelines", "stages", "deal_fields", "organization_fields", "person_fields")
+
+
+def test_scale_one_is_the_unscaled_data_set(small: tuple[PipedriveSeed, PlanhatSeed]) -> None:
+    assert generate("small", 7, 1) == small
+    assert generate("small", 7, scale=1.0) == small
+
+
+@pytest.mark.parametrize(
+    ("size", "scale", "expected"),
+    [
+        ("demo", 0.25, (50, 150, 125, 250)),
+        ("demo", 0.5, (100, 300, 250, 500)),
+        ("small", 0.25, (10, 30, 20, 38)),  # 37.5 notes round to 38
+        ("small", 2, (80, 240, 160, 300)),
+        ("small", 0.001, (1, 1, 1, 1)),  # never an empty collection
+    ],
+)
+def test_scale_multiplies_the_record_counts_only(
+    small: tuple[PipedriveSeed, PlanhatSeed],
+    demo: tuple[PipedriveSeed, PlanhatSeed],
+    size: str,
+    scale: float,
+    expected: tuple[int, int, int, int],
+) -> None:
+    pd, ph = generate(size, 7, scale)
+    base_pd, base_ph = small if size == "small" else demo
+    counts = summary(pd)
+    assert tuple(counts[name] for name in SCALED) == expected
+    assert {k: v for k, v in scaled_counts(size, scale).items() if k in SCALED} == dict(
+        zip(SCALED, expected, strict=True)
+    )
+    for name in UNSCALED:  # pipelines, stages, fields and users are the size's own
+        assert getattr(pd, name) == getattr(base_pd, name), name
+    assert ph == base_ph
+    assert counts["deals_open"] + counts["deals_won"] + counts["deals_lost"] == expected[2]
+
+
+def test_scaled_counts_of_large_without_generating() -> None:
+    assert scaled_counts("large", 0.25) == {
+        "organizations": 5_000,
+        "persons": 15_000,
+        "deals": 12_500,
+        "notes": 25_000,
+        "pipelines": 4,
+    }
+    assert scaled_counts("large") == {
+        "organizations": 20_000,
+        "persons": 60_000,
+        "deals": 50_000,
+        "notes": 100_000,
+        "pipelines": 4,
+    }
+
+
+def test_same_seed_and_scale_give_identical_data() -> None:
+    first = generate("demo", 7, 0.25)
+    assert generate("demo", 7, 0.25) == first
+    assert fingerprint(*generate("demo", 7, 0.25)) == fingerprint(*first)
+    other_seed, _ = generate("demo", 8, 0.25)
+    assert [d["title"] for d in other_seed.deals] != [d["title"] for d in first[0].deals]
+    other_scale, _ = generate("demo", 7, 0.3)
+    assert len(other_scale.deals) != len(first[0].deals)
+
+
+def test_a_scaled_data_set_keeps_the_invariants() -> None:
+    pd, _ = generate("demo", 7, 0.25)
+    stage_pipeline = {s["id"]: s["pipeline_id"] for s in pd.stages}
+    org_ids = {o["id"] for o in pd.organizations}
+    person_ids = {p["id"] for p in pd.persons}
+    deal_ids = {d["id"] for d in pd.deals}
+    for deal in pd.deals:
+        assert stage_pipeline[deal["stage_id"]] == deal["pipeline_id"]
+        assert deal["org_id"] is None or deal["org_id"] in org_ids
+        assert deal["person_id"] is None or deal["person_id"] in person_ids
+    for note in pd.notes:
+        assert note["deal_id"] is None or note["deal_id"] in deal_ids
+        assert note["org_id"] is None or note["org_id"] in org_ids
+        assert note["person_id"] is None or note["person_id"] in person_ids
+    for collection in ("organizations", "persons", "deals", "notes"):
+        ids = [r["id"] for r in getattr(pd, collection)]
+        assert ids == sorted(set(ids)), collection
+
+
+@pytest.mark.parametrize("scale", [0, -1, float("nan"), float("inf")])
+def test_a_scale_must_be_a_positive_number(scale: float) -> None:
+    with pytest.raises(ValueError, match="scale must be a positive number"):
+        generate("small", 7, scale)
 
 
 def test_summary_counts_what_it_says(small: tuple[PipedriveSeed, PlanhatSeed]) -> None:
