@@ -33,9 +33,9 @@ test: $(STAMP)
 	$(PY) -m pytest
 
 # The fast tier: plain functions and tasks against in-memory fakes (no Prefect harness, no
-# end-to-end flow), with its slowest tests shown.
+# end-to-end flow), on both cores, with its slowest tests shown.
 test-fast: $(STAMP)
-	$(PY) -m pytest -m "not slow" --durations=10
+	$(PY) -m pytest -m "not slow" -n 2 --durations=10
 
 # mypy checks the product packages (pyproject.toml's [tool.mypy] names them), strictly.
 lint: $(STAMP)
