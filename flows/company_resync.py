@@ -38,6 +38,6 @@ def company_resync(
         org_id = resolve_company_task(ctx, company)
         fetched = fetch_company_task(ctx, org_id)
         selection = select_task(ctx, fetched)
-        scope = enrich_task(ctx, fetched, selection, "resync", extra_orgs=[org_id])
+        scope = enrich_task(ctx, fetched, selection, extra_orgs=[org_id])
         results = push_task(ctx, scope, force=True)
         return report_task(ctx, run_id(), f"Company resync: organization {org_id}", scope, results)

@@ -49,7 +49,7 @@ def deal_sync(
         item = claim_notification_task(ctx, inbox_key)
         fetched = fetch_deals_task(ctx, [deal_id])
         selection = select_task(ctx, fetched)
-        scope = enrich_task(ctx, fetched, selection, "deal")
+        scope = enrich_task(ctx, fetched, selection)
         results = push_task(ctx, scope)
         report = report_task(ctx, run_id(), f"Deal sync: deal {deal_id}", scope, results)
         notification_done_task(ctx, item)

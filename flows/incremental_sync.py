@@ -1,7 +1,10 @@
 """The incremental-sync flow: everything that changed in Pipedrive since the last run, per
 section and direction; `full=True` is the backfill ("Fetch All"). It also catches any missed
-webhook, and recreates the Pipedrive webhook if it was deleted. Cursors move only after the
-push succeeded."""
+webhook, and recreates the Pipedrive webhook if it was deleted.
+
+The run is a stream (`tasks.stream`): each list is read page by page while what belongs in
+Planhat is mapped and written in chunks of up to 5,000, companies first; each chunk's actions go
+to the run log at once, and a stream's cursor moves only once the stream is fully written."""
 
 from __future__ import annotations
 
@@ -13,12 +16,9 @@ from prefect import flow
 from flows.common import finish, open_context_task, run_id
 from flows.params import SettingsDir, form
 from tasks.connect import check_webhook_task
-from tasks.enrich import enrich_task
-from tasks.fetch import fetch_changed_task
 from tasks.inbox import settle_notifications_task
-from tasks.push import push_task
-from tasks.report import advance_cursors_task, report_task
-from tasks.select import select_task
+from tasks.report import report_logged_task
+from tasks.stream import stream_sync_task
 
 
 @flow(
@@ -41,11 +41,8 @@ def incremental_sync(
     ctx = open_context_task(settings_dir, fresh_account=True)
     with finish(ctx):
         check_webhook_task(ctx.settings, ctx.pipedrive, ctx.store)
-        fetched = fetch_changed_task(ctx, full)
-        selection = select_task(ctx, fetched)
-        scope = enrich_task(ctx, fetched, selection, "full" if full else "incremental")
-        results = push_task(ctx, scope)
-        advance_cursors_task(ctx, fetched, results)
+        run = run_id()
+        stream_sync_task(ctx, run, full)
         settle_notifications_task(ctx, started)
         title = "Full backfill" if full else "Incremental sync"
-        return report_task(ctx, run_id(), title, scope, results)
+        return report_logged_task(ctx, run, title)

@@ -1,10 +1,10 @@
 """Fetch: read from Pipedrive what one run needs, in as few calls as the API allows.
 
-Two ways in, both in batches:
+What a deal notification or a company resync needs, in batches (the incremental sync and the
+backfill read their streams page by page in `tasks.stream`, with the helpers here):
 
-* **changed since a cursor** (`fetch_changed`): every record of a section updated since the
-  cursor minus the overlap window, listed at 500 a page (a full backfill: everything). Records
-  read twice across runs are harmless: writes are keyed upserts and unchanged ones are skipped.
+* **deals by id** (`fetch_deals_by_id`), a company's organization and deals
+  (`fetch_organization_deals`);
 * **what a set of deals needs** (`fetch_deal_relations`): their organizations (`ids` filter,
   100 a call), the persons of those organizations (`org_id`), the deals' own persons outside
   them (`ids`), and their notes (`deal_id`, `org_id`), skipping whatever the caller already
@@ -25,8 +25,8 @@ from prefect import task
 from prefect.cache_policies import NO_CACHE
 
 from clients import PipedriveClient
-from clients.pipedrive import PAGE_SIZE, ReadStart
-from mappings.kinds import BY_SECTION, KINDS
+from clients.pipedrive import PAGE_SIZE
+from mappings.kinds import KINDS
 from mappings.resolve import Mappings
 from mappings.values import parse_time
 from tasks import steplog
@@ -52,53 +52,30 @@ class Fetched:
         self.organizations: dict[int, Record] = {}
         self.persons: dict[int, Record] = {}
         self.notes: dict[int, Record] = {}
-        #: stream → where its cursor may move after a push: the newest `update_time` read,
-        #: but never past the moment the stream's changed-since read began (`cap`)
-        self.newest: dict[str, datetime] = {}
-        #: stream → Pipedrive's clock when its changed-since read began
-        self.read_started: dict[str, datetime] = {}
         #: deals asked for by id that Pipedrive no longer has, even among its deleted ones
         self.missing_deals: set[int] = set()
 
     def add(self, stream: str, records: Iterable[Record]) -> int:
         """Add records of a stream, last copy of an id wins; returns how many were read."""
         bucket: dict[int, Record] = getattr(self, stream)
-        cap = self.read_started.get(stream)
         n = 0
         for record in records:
             n += 1
             record_id = record.get("id")
-            if not isinstance(record_id, int):
-                continue
-            bucket[record_id] = record
-            when = update_time(record)
-            if when is None:
-                continue
-            if cap is not None and when > cap:
-                when = cap
-            if stream not in self.newest or when > self.newest[stream]:
-                self.newest[stream] = when
+            if isinstance(record_id, int):
+                bucket[record_id] = record
         return n
 
-    def cap(self, stream: str, read_started: datetime) -> None:
-        """The stream's changed-since read began at `read_started` (Pipedrive's clock): its
-        cursor never moves past that moment, whatever this run reads of it later. A change
-        made while the read went on (to a record on a page already read) is read next run."""
-        self.read_started[stream] = read_started
-        newest = self.newest.get(stream)
-        if newest is not None and newest > read_started:
-            self.newest[stream] = read_started
 
-
-#: A progress listener: `listener(stream, records_read, done)`, called by `fetch_changed` after
-#: each full page of `PAGE_SIZE` records it read and once when the stream is read to its end.
+#: A progress listener: `listener(stream, records_read, done)`, called by the streamed sync
+#: after each full page it read and once when a stream is read to its end.
 PageListener = Callable[[str, int, bool], None]
 _page_listeners: list[PageListener] = []
 
 
 @contextmanager
 def page_progress(listener: PageListener) -> Iterator[None]:
-    """Call `listener` for every page `fetch_changed` reads in this process while the block
+    """Call `listener` for every page the streamed sync reads in this process while the block
     runs (the CLI's progress bar). Optional: without a listener nothing changes."""
     _page_listeners.append(listener)
     try:
@@ -115,14 +92,14 @@ def _notify(stream: str, read: int, done: bool) -> None:
             log.debug("page progress listener failed", exc_info=True)
 
 
-def _with_page_progress(stream: str, records: Iterable[Record]) -> Iterator[Record]:
-    read = 0
-    for record in records:
-        yield record
-        read += 1
-        if read % PAGE_SIZE == 0:
-            _notify(stream, read, False)
-    _notify(stream, read, True)
+def notify_page(stream: str, read: int, done: bool) -> None:
+    """Tell the page listeners (`page_progress`) that `read` records of `stream` are read."""
+    _notify(stream, read, done)
+
+
+def page_size() -> int:
+    """Records per page of a list read (Pipedrive's maximum; tests make it smaller)."""
+    return PAGE_SIZE
 
 
 def update_time(record: Record) -> datetime | None:
@@ -149,29 +126,6 @@ def receiving_sections(mappings: Mappings) -> list[str]:
     return [section for section in STREAMS if mappings.receives(section)]
 
 
-def fetch_changed(
-    pipedrive: PipedriveClient,
-    section: str,
-    since: datetime | None,
-    into: Fetched,
-) -> int:
-    """Every record of `section` updated since `since` (None: all), added to `into`; the
-    stream's cursor is capped at the moment the read began (`Fetched.cap`)."""
-    kind = BY_SECTION[section]
-    stream = kind.stream
-    # Pipedrive's clock at the first page; our own clock, taken before the read, if Pipedrive
-    # sent no `Date` header (earlier than the first page: the cap errs toward reading again).
-    began = datetime.now(UTC)
-    start = ReadStart()
-    list_records = getattr(pipedrive, kind.pipedrive_list)
-    records: Iterable[Record] = list_records(updated_since=since, read_start=start)
-    if _page_listeners:
-        records = _with_page_progress(stream, records)
-    read = into.add(stream, records)
-    into.cap(stream, start.at if start.at is not None else began)
-    return read
-
-
 def fetch_deals_by_id(pipedrive: PipedriveClient, deal_ids: Sequence[int], into: Fetched) -> int:
     """The deals' current state (v2, 100 ids a call): fresh state wins over notification order.
     Deals the list does not return are looked for among the deleted ones (one more call, only
@@ -195,22 +149,19 @@ def fetch_deal_relations(
     into: Fetched,
     *,
     org_ids: Iterable[int] = (),
-    complete_orgs: Iterable[int] = (),
 ) -> None:
     """Everything `deals` (and the extra organizations `org_ids`) bring into Planhat that
     `into` does not hold yet: the organizations, their persons (and each deal's own person),
     and the notes on the deals and the organizations, per the settings' directions and note
-    scope. `complete_orgs`: organizations whose persons and notes `into` already holds in full
-    (a backfill listed everything), which are not read again."""
+    scope."""
     wanted_orgs = {d["org_id"] for d in deals if isinstance(d.get("org_id"), int)}
     wanted_orgs |= {int(i) for i in org_ids}
-    complete = set(complete_orgs)
     if mappings.receives("organizations"):
         missing = sorted(wanted_orgs - set(into.organizations))
         if missing:
             into.add("organizations", pipedrive.iter_organizations(ids=missing))
     if mappings.receives("contacts"):
-        for org_id in sorted(wanted_orgs - complete):
+        for org_id in sorted(wanted_orgs):
             into.add("persons", pipedrive.iter_persons(org_id=org_id))
         own = sorted(
             {d["person_id"] for d in deals if isinstance(d.get("person_id"), int)}
@@ -222,11 +173,9 @@ def fetch_deal_relations(
         scope = mappings.notes_scope
         if "deal" in scope:
             for deal in deals:
-                if deal.get("org_id") in complete:
-                    continue
                 into.add("notes", pipedrive.iter_notes(deal_id=int(deal["id"])))
         if "organization" in scope:
-            for org_id in sorted(wanted_orgs - complete):
+            for org_id in sorted(wanted_orgs):
                 into.add("notes", pipedrive.iter_notes(org_id=org_id))
 
 
@@ -242,23 +191,6 @@ def fetch_deals_task(ctx: SyncContext, deal_ids: Sequence[int]) -> Fetched:
     if ctx.mappings.receives("deals"):
         fetch_deals_by_id(ctx.pipedrive, deal_ids, fetched)
     steplog.fetched_records(fetched, ", ".join(f"deal {i}" for i in list(deal_ids)[:5]))
-    return fetched
-
-
-@task(
-    name="fetch changed records",
-    cache_policy=NO_CACHE,
-)
-def fetch_changed_task(ctx: SyncContext, full: bool) -> Fetched:
-    """Every receiving section since its cursor (minus the overlap), or everything (`full`)."""
-    fetched = Fetched()
-    overlap = ctx.settings.integration.incremental.overlap_seconds
-    for section in receiving_sections(ctx.mappings):
-        cursor = None if full else ctx.store.get_cursor(STREAMS[section])
-        since = since_with_overlap(cursor.value if cursor else None, overlap)
-        fetch_changed(ctx.pipedrive, section, since, fetched)
-    streams = [STREAMS[s] for s in receiving_sections(ctx.mappings)]
-    steplog.fetched_changed(fetched, streams, full=full)
     return fetched
 
 

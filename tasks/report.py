@@ -1,4 +1,4 @@
-"""Report and commit: the run log, the run's Prefect artifacts, and the cursors.
+"""Report: the run log and the run's Prefect artifacts.
 
 Every run logs an action per record it considered (created, updated, unchanged, skipped with
 why, failed with Planhat's message) in the state store, and publishes three Prefect artifacts:
@@ -6,47 +6,27 @@ why, failed with Planhat's message) in the state store, and publishes three Pref
 and a link to the full list), `sync-counts` (the counts as a table) and
 `sync-skips-and-failures` (every skipped, conflicting or failed record with its ids and reason).
 
-Cursors move only after the push succeeded (design §3): a stream's cursor advances to the newest
-`update_time` read only when none of that stream's records failed; otherwise the next run reads
-them again.
+(Cursors move in `tasks.stream`, chunk by chunk, never past an unwritten record.)
 """
 
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterable, Sequence
+from collections.abc import Sequence
 from typing import Any
 
 from prefect import task
 from prefect.artifacts import create_markdown_artifact, create_table_artifact
 from prefect.cache_policies import NO_CACHE
 
-from mappings.kinds import BY_STREAM
 from store import StateStore
 from store.records import RunAction, RunReport
 from tasks.context import SyncContext
-from tasks.fetch import STREAMS, Fetched
 from tasks.push import PushResult
 from tasks.reasons import ACTION_ORDER, OBJECT_LABELS, group_reasons
 from tasks.select import Scope
 
 log = logging.getLogger(__name__)
-
-
-def advance_cursors(
-    store: StateStore, fetched: Fetched, results: Sequence[PushResult], streams: Iterable[str]
-) -> dict[str, bool]:
-    """Advance each read stream's cursor to its newest `update_time` when its push had no
-    failure. Returns stream → moved."""
-    failed = {r.object_type for r in results if r.failed}
-    moved = {}
-    for stream in streams:
-        newest = fetched.newest.get(stream)
-        if newest is None:
-            continue
-        ok = BY_STREAM[stream].pipedrive not in failed
-        moved[stream] = store.advance_cursor(stream, newest, pushed=ok)
-    return moved
 
 
 def all_actions(scope: Scope, results: Sequence[PushResult]) -> list[RunAction]:
@@ -238,11 +218,9 @@ def report_task(
     return report_counts(report)
 
 
-@task(name="advance cursors", cache_policy=NO_CACHE)
-def advance_cursors_task(
-    ctx: SyncContext, fetched: Fetched, results: list[PushResult]
-) -> dict[str, bool]:
-    if ctx.dry_run:
-        return {}
-    streams = [STREAMS[s] for s in STREAMS if ctx.mappings.receives(s)]
-    return advance_cursors(ctx.store, fetched, results, streams)
+@task(name="report the run", cache_policy=NO_CACHE)
+def report_logged_task(ctx: SyncContext, run_id: str, title: str) -> dict[str, Any]:
+    """The report of a run whose actions are already in the store's run log (a streamed run
+    logs them chunk by chunk: `tasks.stream`)."""
+    report = publish_report(ctx.store, run_id, title, [], dry_run=ctx.dry_run)
+    return report_counts(report)

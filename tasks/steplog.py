@@ -8,7 +8,7 @@ from __future__ import annotations
 import logging
 import math
 from collections.abc import Iterable, Sequence
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from clients.pipedrive import PAGE_SIZE
 from mappings.kinds import KINDS
@@ -116,4 +116,33 @@ def pushed(results: Sequence[PushResult], *, dry_run: bool) -> None:
             OBJECT_LABELS.get(result.object_type, result.object_type),
             done or "nothing",
             _n(result.requests, "write call"),
+        )
+
+
+def streamed(summary: Any, *, full: bool, dry_run: bool) -> None:
+    """A streamed run (`tasks.stream`): what was read, selected and written, per object."""
+    parts = []
+    for stream in STREAM_NAMES:
+        if stream in summary.read or stream in summary.pages:
+            count = summary.read.get(stream, 0)
+            pages = max(1, summary.pages.get(stream, 0))
+            parts.append(f"{_n(count, stream.rstrip('s'))} in {_n(pages, 'page')}")
+    what = "everything" if full else "changed since each stream's cursor (minus the overlap)"
+    log.info(
+        "read from Pipedrive, %s: %s", what, "; ".join(parts) or "nothing (no section receives)"
+    )
+    log.info(
+        "deals: %s selected (won, in a selected pipeline: licenses), %s skipped",
+        f"{summary.selected:,}",
+        f"{summary.skipped_deals:,}",
+    )
+    for object_type, counts in summary.actions.items():
+        done = ", ".join(f"{counts[a]:,} {a}" for a in ACTION_ORDER if counts.get(a))
+        log.info(
+            "%s, %s: %s (%s in %s)",
+            "would write to Planhat (dry run)" if dry_run else "wrote to Planhat",
+            OBJECT_LABELS.get(object_type, object_type),
+            done or "nothing",
+            _n(summary.requests[object_type], "write call"),
+            _n(summary.chunks[object_type], "chunk"),
         )

@@ -103,9 +103,9 @@ def test_cursor_overlap_reads_the_boundary_again() -> None:
     assert since_with_overlap(None, 300) is None
 
 
-def test_fetched_keeps_each_id_once_and_the_newest_update_time() -> None:
+def test_fetched_keeps_each_id_once_the_last_copy_winning() -> None:
     fetched = Fetched()
-    fetched.add("deals", [PD.deals[0], PD.deals[0], PD.deals[1]])
+    later = {**PD.deals[0], "title": "the later copy"}
+    assert fetched.add("deals", [PD.deals[0], later, PD.deals[1]]) == 3
     assert len(fetched.deals) == 2
-    newest = max(PD.deals[0]["update_time"], PD.deals[1]["update_time"])
-    assert fetched.newest["deals"].strftime("%Y-%m-%dT%H:%M:%SZ") == newest
+    assert fetched.deals[PD.deals[0]["id"]]["title"] == "the later copy"

@@ -1,5 +1,6 @@
-"""Fetch as plain functions against an in-memory Pipedrive: a stream's cursor never passes the
-moment its read began, and deals asked for by id that are gone say so."""
+"""Fetch as plain functions against an in-memory Pipedrive: a read's start is Pipedrive's clock
+at its first page (the streamed sync caps cursors there: tests/tasks/test_stream.py), and deals
+asked for by id that are gone say so."""
 
 from __future__ import annotations
 
@@ -8,7 +9,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from clients.pipedrive import ReadStart
-from tasks.fetch import Fetched, fetch_changed, fetch_deals_by_id
+from tasks.fetch import Fetched, fetch_deals_by_id
 from tasks.select import missing_deal_skips
 
 BEGAN = datetime(2026, 11, 29, 12, 0, 0, tzinfo=UTC)
@@ -32,24 +33,6 @@ class FakePipedrive:
         source = self.deleted if params.get("status") == "deleted" else self.deals
         ids = params.get("ids")
         yield from (d for d in source if ids is None or d["id"] in ids)
-
-
-def test_the_cursor_never_passes_the_moment_the_read_began() -> None:
-    # deal 2 changed while the read went on (after its first page was answered)
-    pipedrive = FakePipedrive([deal(1, "2026-11-29T11:59:00Z"), deal(2, "2026-11-29T12:00:07Z")])
-    fetched = Fetched()
-    fetch_changed(pipedrive, "deals", None, fetched)  # type: ignore[arg-type]  # a fake client
-    assert fetched.newest["deals"] == BEGAN
-    # later reads of the same stream in this run (an enrichment) do not move it past either
-    fetched.add("deals", [deal(3, "2026-11-29T12:05:00Z")])
-    assert fetched.newest["deals"] == BEGAN
-
-
-def test_a_read_that_ended_before_it_began_keeps_the_newest_time_read() -> None:
-    pipedrive = FakePipedrive([deal(1, "2026-11-29T11:50:00Z")])
-    fetched = Fetched()
-    fetch_changed(pipedrive, "deals", None, fetched)  # type: ignore[arg-type]  # a fake client
-    assert fetched.newest["deals"] == datetime(2026, 11, 29, 11, 50, tzinfo=UTC)
 
 
 def test_the_read_start_is_pipedrives_date_header() -> None:
