@@ -18,7 +18,9 @@ found is reported failed and sent again next run, never linked without an id.
 
 **Notes are conversations**, which Planhat updates only by `_id` (an item without one is a
 create): a linked note is sent by its `_id` (keys only on create), and a note not linked yet
-whose company existed before this run is first looked up among its company's notes.
+whose company existed before this run is first looked up among its company's notes. A note
+refused by the `_id` its link holds (deleted in Planhat, say) is looked up by its keys and
+sent again, by the `_id` found or as a create, in the same run: never stuck.
 
 **A dry run** writes nothing and reports what the real run would write, object by object: the
 same actions (created, updated, unchanged), each with the reason "dry run: would be …". The
@@ -139,6 +141,36 @@ def _outgoing(model: str, body: Mapping[str, Any], planhat_id: str | None) -> Ma
     return {"_id": planhat_id, **{k: v for k, v in body.items() if k not in KEY_FIELDS}}
 
 
+def _send(
+    planhat: PlanhatClient,
+    model: str,
+    batch: MappedBatch,
+    positions: Sequence[int],
+    known: Mapping[int, str],
+    result: PushResult,
+) -> tuple[list[tuple[int, str | None, Any]], list[tuple[int, str]]]:
+    """One bulk upsert of these records of the batch: (saved as (position, Planhat id or None,
+    outcome), failed as (position, reason)); Planhat's errors that name no item, and the
+    calls made, go into `result`."""
+    upsert = planhat.bulk_upsert(
+        model, [_outgoing(model, batch.records[pos], known.get(pos)) for pos in positions]
+    )
+    result.requests += upsert.requests
+    saved: list[tuple[int, str | None, Any]] = []
+    failed: list[tuple[int, str]] = []
+    for outcome in upsert.items:
+        pos = positions[outcome.index]
+        if outcome.status in ("created", "updated", "unchanged"):
+            saved.append((pos, outcome.id or known.get(pos), outcome.status))
+        else:  # failed, or Planhat did not say (e.g. an end user it dropped): retried next run
+            failed.append(
+                (pos, outcome.error or f"Planhat did not confirm saving this {model[:-1]}")
+            )
+    for message in upsert.unattributed_errors:
+        result.actions.append(RunAction(result.object_type, "failed", reason=f"Planhat: {message}"))
+    return saved, failed
+
+
 def push_mapped(
     planhat: PlanhatClient,
     store: StateStore,
@@ -197,22 +229,23 @@ def push_mapped(
             )
         return result
 
-    upsert = planhat.bulk_upsert(
-        model, [_outgoing(model, batch.records[pos], known.get(pos)) for pos in to_send]
-    )
-    result.requests = upsert.requests
-    saved: list[tuple[int, str | None, Any]] = []  # (position, Planhat id, outcome)
-    for outcome in upsert.items:
-        pos = to_send[outcome.index]
-        if outcome.status in ("created", "updated", "unchanged"):
-            saved.append((pos, outcome.id or known.get(pos), outcome.status))
-        else:  # failed, or Planhat did not say (e.g. an end user it dropped): retried next run
-            reason = outcome.error or f"Planhat did not confirm saving this {singular}"
-            result.actions.append(
-                RunAction(object_type, "failed", batch.ids[pos], known.get(pos), reason=reason)
-            )
-    for message in upsert.unattributed_errors:
-        result.actions.append(RunAction(object_type, "failed", reason=f"Planhat: {message}"))
+    saved, failed = _send(planhat, model, batch, to_send, known, result)
+    if model == "conversations":
+        # A note sent by the `_id` its link holds and refused (deleted in Planhat, say) is
+        # looked for again by its keys: updated by the `_id` found, else created anew.
+        stale = [pos for pos, _ in failed if pos in known]
+        if stale:
+            bodies = [batch.records[pos] for pos in stale]
+            found = dict(zip(stale, find_planhat_ids(planhat, model, bodies), strict=True))
+            retry = {pos: planhat_id for pos, planhat_id in found.items() if planhat_id}
+            failed = [(pos, reason) for pos, reason in failed if pos not in found]
+            saved_again, failed_again = _send(planhat, model, batch, stale, retry, result)
+            saved += saved_again
+            failed += failed_again
+    for pos, reason in failed:
+        result.actions.append(
+            RunAction(object_type, "failed", batch.ids[pos], known.get(pos), reason=reason)
+        )
 
     nameless = [i for i, (_, planhat_id, _) in enumerate(saved) if not planhat_id]
     if nameless:

@@ -152,3 +152,23 @@ def test_a_dry_run_counts_the_children_of_companies_it_would_create(store: State
         ]
     assert planhat.calls == {}  # nothing written, nothing to look up
     assert store.count_links() == 0
+
+
+def test_a_note_deleted_in_planhat_is_created_again_not_stuck(store: StateStore) -> None:
+    planhat = FakePlanhat()
+    company_id = planhat.bulk_upsert("companies", [company(1)]).items[0].id
+    assert company_id
+    first = push_mapped(planhat, store, "note", batch(note(5, company_id)), dry_run=False)
+    old_id = first.planhat_ids[5]
+    planhat.store.delete("conversations", planhat.store.find("conversations", old_id))
+    planhat.calls.clear()
+    again = push_mapped(planhat, store, "note", batch(note(5, company_id, "edited")), dry_run=False)
+    assert [a.action for a in again.actions] == ["created"]
+    (recreated,) = planhat.records("conversations")
+    assert recreated["_id"] != old_id and recreated["description"] == "edited"
+    assert store.links_for("note", [5])[5].planhat_id == recreated["_id"]
+    # by its stale _id (refused), looked up by its keys (none), created: three calls, once
+    assert planhat.calls == {"PUT /conversations": 2, "GET /conversations": 1}
+    planhat.calls.clear()
+    push_mapped(planhat, store, "note", batch(note(5, company_id, "edited")), dry_run=False)
+    assert planhat.calls == {}
