@@ -84,17 +84,13 @@ def page_progress(listener: PageListener) -> Iterator[None]:
         _page_listeners.remove(listener)
 
 
-def _notify(stream: str, read: int, done: bool) -> None:
+def notify_page(stream: str, read: int, done: bool) -> None:
+    """Tell the page listeners (`page_progress`) that `read` records of `stream` are read."""
     for listener in list(_page_listeners):
         try:
             listener(stream, read, done)
         except Exception:  # a display problem never fails a sync
             log.debug("page progress listener failed", exc_info=True)
-
-
-def notify_page(stream: str, read: int, done: bool) -> None:
-    """Tell the page listeners (`page_progress`) that `read` records of `stream` are read."""
-    _notify(stream, read, done)
 
 
 def page_size() -> int:

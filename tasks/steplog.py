@@ -6,11 +6,9 @@ reach Prefect through `flows.runlog`."""
 from __future__ import annotations
 
 import logging
-import math
-from collections.abc import Iterable, Sequence
+from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
-from clients.pipedrive import PAGE_SIZE
 from mappings.kinds import KINDS
 from tasks.reasons import ACTION_ORDER, OBJECT_LABELS, group_reasons
 
@@ -41,19 +39,6 @@ def context_opened(ctx: SyncContext) -> None:
         conn.planhat.base_url,
         " (dry run: nothing is written)" if ctx.dry_run else "",
         "from the cache" if ctx.account_from_cache else "read fresh",
-    )
-
-
-def fetched_changed(fetched: Fetched, streams: Iterable[str], *, full: bool) -> None:
-    """The changed-since-cursor read: records and pages per stream."""
-    parts = []
-    for stream in streams:
-        count = len(getattr(fetched, stream))
-        pages = max(1, math.ceil(count / PAGE_SIZE))
-        parts.append(f"{_n(count, stream.rstrip('s'))} in {_n(pages, 'page')}")
-    what = "everything" if full else "changed since each stream's cursor (minus the overlap)"
-    log.info(
-        "read from Pipedrive, %s: %s", what, "; ".join(parts) or "nothing (no section receives)"
     )
 
 

@@ -7,7 +7,6 @@ counters count only that test's calls.
 from __future__ import annotations
 
 import math
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -25,19 +24,6 @@ from flows.incremental_sync import incremental_sync
 from sandbox.runner import Sandbox
 
 pytestmark = pytest.mark.usefixtures("prefect_harness")
-
-
-@pytest.fixture()
-def sb(monkeypatch: pytest.MonkeyPatch) -> Iterator[Sandbox]:
-    with Sandbox("small", burst=1_000_000) as sandbox:
-        monkeypatch.setenv("SANDBOX_PIPEDRIVE_TOKEN", sandbox.pipedrive_token)
-        monkeypatch.setenv("SANDBOX_PLANHAT_TOKEN", sandbox.planhat_token)
-        yield sandbox
-
-
-@pytest.fixture()
-def settings(sb: Sandbox, tmp_path: Path) -> str:
-    return str(write_settings(tmp_path / "settings", sb, pipelines=["New business"]))
 
 
 def _deal(sb: Sandbox, *, status: str, pipeline: str, with_org: bool = True) -> dict[str, Any]:

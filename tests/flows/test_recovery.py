@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import time
 from collections import Counter
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -23,19 +22,6 @@ from store import StateStore
 pytestmark = [pytest.mark.usefixtures("prefect_harness"), pytest.mark.slow]
 
 MODELS = ("companies", "endusers", "licenses", "conversations")
-
-
-@pytest.fixture()
-def sb(monkeypatch: pytest.MonkeyPatch) -> Iterator[Sandbox]:
-    with Sandbox("small", burst=1_000_000) as sandbox:
-        monkeypatch.setenv("SANDBOX_PIPEDRIVE_TOKEN", sandbox.pipedrive_token)
-        monkeypatch.setenv("SANDBOX_PLANHAT_TOKEN", sandbox.planhat_token)
-        yield sandbox
-
-
-@pytest.fixture()
-def settings(sb: Sandbox, tmp_path: Path) -> str:
-    return str(write_settings(tmp_path / "settings", sb, pipelines=["New business"]))
 
 
 def _won_deal(sb: Sandbox) -> dict[str, Any]:

@@ -6,12 +6,10 @@ from __future__ import annotations
 import json
 import logging
 import time
-from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
 import pytest
-from pipeline_support import pipeline_ids, write_settings
+from pipeline_support import pipeline_ids
 from prefect import flow
 
 from flows.deal_sync import deal_sync
@@ -20,19 +18,6 @@ from flows.runlog import PRODUCT_LOGGERS, RunLogHandler, redact, register_secret
 from sandbox.runner import Sandbox
 
 pytestmark = pytest.mark.usefixtures("prefect_harness")
-
-
-@pytest.fixture()
-def sb(monkeypatch: pytest.MonkeyPatch) -> Iterator[Sandbox]:
-    with Sandbox("small", burst=1_000_000) as sandbox:
-        monkeypatch.setenv("SANDBOX_PIPEDRIVE_TOKEN", sandbox.pipedrive_token)
-        monkeypatch.setenv("SANDBOX_PLANHAT_TOKEN", sandbox.planhat_token)
-        yield sandbox
-
-
-@pytest.fixture()
-def settings(sb: Sandbox, tmp_path: Path) -> str:
-    return str(write_settings(tmp_path / "settings", sb, pipelines=["New business"]))
 
 
 def _api_logs(flow_run_id: str, expect: str, timeout_s: float = 60.0) -> list[Any]:
