@@ -154,10 +154,50 @@ def _v3(conn: sa.Connection) -> None:
     conn.execute(sa.delete(cache).where(cache.c.key == V2_UNPOSTED_EVENTS_KEY))
 
 
+def _deal_of(payload: object) -> int | None:
+    """The deal id of a stored Pipedrive delivery (v2 `meta.entity`/`entity_id`, v1
+    `meta.object`/`id`), None for other objects (frozen here for this migration)."""
+    meta = payload.get("meta") if isinstance(payload, dict) else None
+    if not isinstance(meta, dict):
+        return None
+    obj = meta.get("entity", meta.get("object"))
+    value = meta.get("entity_id", meta.get("id") if "entity" not in meta else None)
+    if obj != "deal":
+        return None
+    text = str(value)
+    return int(text) if text.isdigit() and 0 < int(text) < 2**63 else None
+
+
+def _v4(conn: sa.Connection) -> None:
+    """`inbox.deal_id` (the deal of a deal notification, so that a run claims every waiting
+    notification of a deal at once and no deal is synced by two runs at once) and
+    `inbox.run_requested_at` (when the item's event was sent to start a deal-sync run).
+    Waiting items get their deal id from their stored body."""
+    column_type = UTCDateTime().compile(dialect=conn.dialect)
+    conn.execute(sa.text("ALTER TABLE inbox ADD COLUMN deal_id BIGINT"))
+    conn.execute(sa.text(f"ALTER TABLE inbox ADD COLUMN run_requested_at {column_type}"))
+    conn.execute(sa.text("CREATE INDEX ix_inbox_status_deal ON inbox (status, deal_id)"))
+    inbox = sa.table(
+        "inbox",
+        sa.column("id", sa.BigInteger),
+        sa.column("status", sa.String(16)),
+        sa.column("payload", _json()),
+        sa.column("deal_id", sa.BigInteger),
+    )
+    waiting = conn.execute(
+        sa.select(inbox.c.id, inbox.c.payload).where(inbox.c.status.in_(["pending", "processing"]))
+    )
+    for item_id, payload in list(waiting):
+        deal = _deal_of(payload)
+        if deal is not None:
+            conn.execute(sa.update(inbox).where(inbox.c.id == item_id).values(deal_id=deal))
+
+
 MIGRATIONS: tuple[Migration, ...] = (
     Migration(1, "links, cursors, inbox, connections, run log", _v1),
     Migration(2, "cache of reusable API answers", _v2),
     Migration(3, "inbox: when each item's Prefect event was posted", _v3),
+    Migration(4, "inbox: each notification's deal, and when it asked for a run", _v4),
 )
 LATEST = MIGRATIONS[-1].version
 

@@ -223,6 +223,10 @@ class InboxItem:
     last_error: str | None = None
     claimed_at: datetime | None = None
     processed_at: datetime | None = None
+    #: the Pipedrive deal of a deal notification (None for other objects)
+    deal_id: int | None = None
+    #: when this notification's event was sent to start a deal-sync run (None: it was not)
+    run_requested_at: datetime | None = None
 
 
 # -- connection ----------------------------------------------------------------------------------

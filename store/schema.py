@@ -86,6 +86,7 @@ class InboxTable(SQLModel, table=True):
     __table_args__ = (
         sa.UniqueConstraint("dedupe_key", name="uq_inbox_dedupe_key"),
         sa.Index("ix_inbox_status_id", "status", "id"),
+        sa.Index("ix_inbox_status_deal", "status", "deal_id"),
     )
 
     id: int | None = Field(default=None, primary_key=True, sa_type=id_type())
@@ -98,6 +99,8 @@ class InboxTable(SQLModel, table=True):
     claimed_at: datetime | None = Field(default=None, sa_type=UTCDateTime)
     processed_at: datetime | None = Field(default=None, sa_type=UTCDateTime)
     event_posted_at: datetime | None = Field(default=None, sa_type=UTCDateTime)
+    deal_id: int | None = Field(default=None, sa_type=sa.BigInteger)
+    run_requested_at: datetime | None = Field(default=None, sa_type=UTCDateTime)
 
 
 class ConnectionTable(SQLModel, table=True):

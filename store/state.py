@@ -77,6 +77,8 @@ from store.schema import cache, connections, cursors, inbox, links, run_log
 log = logging.getLogger(__name__)
 
 CHUNK = 1000
+# Any constant 64-bit number: the advisory lock that serializes deal claims on PostgreSQL.
+PG_CLAIM_LOCK = 0x7064_7379_6E63_0002
 STATISTICS_MIN_WRITE = 1000
 T = TypeVar("T")
 
@@ -520,10 +522,17 @@ class StateStore:
             last_error=row.last_error,
             claimed_at=row.claimed_at,
             processed_at=row.processed_at,
+            deal_id=row.deal_id,
+            run_requested_at=row.run_requested_at,
         )
 
     def inbox_add(
-        self, dedupe_key: str, payload: Mapping[str, Any], *, event_due: bool = True
+        self,
+        dedupe_key: str,
+        payload: Mapping[str, Any],
+        *,
+        event_due: bool = True,
+        deal_id: int | None = None,
     ) -> bool:
         """Store a webhook delivery durably (committed before this returns) as `pending`.
 
@@ -531,8 +540,11 @@ class StateStore:
         (a redelivery: nothing changes, whatever its status). `dedupe_key` is the delivery's
         event key (the receiver's `Delivery.inbox_key`). The item's Prefect event is owed
         until `inbox_mark_posted`; with `event_due=False` (a delivery that gets no event)
-        nothing is owed from the start."""
+        nothing is owed from the start. `deal_id`: the deal of a deal notification (what
+        `inbox_claim_deals` claims by)."""
         dedupe_key = _check_dedupe_key(dedupe_key)
+        if deal_id is not None:
+            deal_id = check_pipedrive_id(deal_id)
         if not isinstance(payload, Mapping):
             raise ValueError(f"payload must be a JSON object, got {type(payload).__name__}")
         document = json.loads(canonical_json(payload))  # plain JSON, or ValueError now
@@ -544,6 +556,8 @@ class StateStore:
             "attempts": 0,
             "received_at": now,
         }
+        if deal_id is not None:
+            row["deal_id"] = deal_id
         if not event_due:
             row["event_posted_at"] = now
         statement = (
@@ -634,6 +648,121 @@ class StateStore:
         it is absent or already claimed, done or failed."""
         claimed = self._claim(inbox.c.dedupe_key == _check_dedupe_key(dedupe_key), 1)
         return claimed[0] if claimed else None
+
+    def _deal_waiting(self) -> sa.ColumnElement[bool]:
+        return sa.and_(inbox.c.status == "pending", inbox.c.deal_id.is_not(None))
+
+    def inbox_request_run(self, dedupe_key: str, fresh_within: timedelta) -> bool:
+        """Decide whether the deal notification with this key must start a deal-sync run: yes
+        (True, and its `run_requested_at` is set) when it is pending and no other waiting deal
+        notification asked for a run in the last `fresh_within` (that run, not started yet,
+        will take this one too: a run claims every waiting notification). False for items that
+        are not pending deal notifications. One transaction under the claim lock, so of
+        notifications arriving together one asks."""
+        key = _check_dedupe_key(dedupe_key)
+        since = self._now() - fresh_within
+
+        def work(conn: sa.Connection) -> bool:
+            self._claim_lock(conn)
+            asked = conn.execute(
+                sa.select(inbox.c.id)
+                .where(
+                    self._deal_waiting(),
+                    inbox.c.dedupe_key != key,
+                    inbox.c.run_requested_at >= since,
+                )
+                .limit(1)
+            ).first()
+            if asked is not None:
+                return False
+            statement = (
+                sa.update(inbox)
+                .where(inbox.c.dedupe_key == key, self._deal_waiting())
+                .values(run_requested_at=self._now())
+            )
+            return bool(conn.execute(statement).rowcount)
+
+        return self._write(work)
+
+    def inbox_unasked(self, older_than: timedelta) -> InboxItem | None:
+        """The oldest waiting deal notification, received more than `older_than` ago, when no
+        waiting deal notification asked for a run within `older_than` (so no run is on its way
+        to take them: the serve loop asks again). None otherwise."""
+        since = self._now() - older_than
+        asked = sa.select(inbox.c.id).where(
+            self._deal_waiting(), inbox.c.run_requested_at >= since
+        )
+        query = (
+            sa.select(inbox)
+            .where(self._deal_waiting(), inbox.c.received_at < since, ~sa.exists(asked))
+            .order_by(inbox.c.id)
+            .limit(1)
+        )
+        with self._engine.connect() as conn:
+            row = conn.execute(query).first()
+        return self._item(row) if row is not None else None
+
+    def inbox_mark_run_requested(self, dedupe_key: str) -> bool:
+        """Record that a run was asked for on behalf of this waiting deal notification."""
+        statement = (
+            sa.update(inbox)
+            .where(inbox.c.dedupe_key == _check_dedupe_key(dedupe_key), self._deal_waiting())
+            .values(run_requested_at=self._now())
+        )
+        return bool(self._write(lambda conn: conn.execute(statement).rowcount))
+
+    def _claim_lock(self, conn: sa.Connection) -> None:
+        """Serialize deal claims across processes (SQLite: its write lock already does)."""
+        if self.dialect == "postgresql":
+            conn.execute(sa.text("SELECT pg_advisory_xact_lock(:key)"), {"key": PG_CLAIM_LOCK})
+
+    def inbox_claim_deals(
+        self, max_deals: int, *, first: str | None = None, deals: Iterable[int] = ()
+    ) -> list[InboxItem]:
+        """Claim, as `inbox_claim` does, every waiting notification of up to `max_deals` deals
+        (oldest first; the deal of the item keyed `first` and the `deals` given before the
+        others), skipping any deal that has a notification in `processing`: a deal is never
+        in two runs at once, and its duplicates and later notifications go together. Returns
+        the claimed items (several per deal possibly), oldest first."""
+        if isinstance(max_deals, bool) or not isinstance(max_deals, int) or max_deals < 1:
+            raise ValueError(f"max_deals must be a positive integer, got {max_deals!r}")
+        key = _check_dedupe_key(first) if first is not None else None
+        preferred = sorted({check_pipedrive_id(d) for d in deals})
+
+        def work(conn: sa.Connection) -> list[InboxItem]:
+            self._claim_lock(conn)
+            busy = sa.select(inbox.c.deal_id).where(
+                inbox.c.status == "processing", inbox.c.deal_id.is_not(None)
+            )
+            waiting = self._deal_waiting() & inbox.c.deal_id.not_in(busy)
+            rank: list[sa.ColumnElement[bool]] = []
+            if preferred:
+                rank.append(inbox.c.deal_id.in_(preferred))
+            if key is not None:
+                rank.append(inbox.c.dedupe_key == key)
+            first_seen = sa.func.min(inbox.c.id)
+            order = [sa.func.max(sa.case((c, 1), else_=0)).desc() for c in rank]
+            chosen = [
+                row[0]
+                for row in conn.execute(
+                    sa.select(inbox.c.deal_id)
+                    .where(waiting)
+                    .group_by(inbox.c.deal_id)
+                    .order_by(*order, first_seen)
+                    .limit(max_deals)
+                )
+            ]
+            if not chosen:
+                return []
+            statement = (
+                sa.update(inbox)
+                .where(self._deal_waiting(), inbox.c.deal_id.in_(chosen))
+                .values(status="processing", attempts=inbox.c.attempts + 1, claimed_at=self._now())
+                .returning(*inbox.c)
+            )
+            return sorted((self._item(r) for r in conn.execute(statement)), key=lambda i: i.id)
+
+        return self._write(work)
 
     def inbox_get(self, dedupe_key: str) -> InboxItem | None:
         """The item with this key, whatever its status."""

@@ -8,6 +8,7 @@ keys here are store-neutral strings of the same shape."""
 from __future__ import annotations
 
 import threading
+import time
 from collections.abc import Callable
 from datetime import timedelta
 from typing import Any
@@ -230,3 +231,110 @@ def test_threads_claiming_at_once_never_share_an_item(store: StateStore) -> None
     every = [i for ids in claimed for i in ids]
     assert len(every) == len(set(every)) == 200
     assert store.inbox_counts() == {"pending": 0, "processing": 0, "done": 200, "failed": 0}
+
+
+# -- deal notifications: claimed a deal at a time, one run asked for at a time ------------------
+
+
+def add_deal(store: StateStore, key: str, deal: int) -> None:
+    assert store.inbox_add(key, v2_delivery(key, deal), deal_id=deal)
+
+
+def test_a_deal_claim_takes_every_waiting_notification_of_its_deals(store: StateStore) -> None:
+    for n, deal in enumerate([5, 6, 5, 7, 8, 5]):
+        add_deal(store, f"e{n}", deal)
+    store.inbox_add("person", {"meta": {}})  # not a deal: never claimed by deal
+    items = store.inbox_claim_deals(2)
+    assert [(i.dedupe_key, i.deal_id) for i in items] == [
+        ("e0", 5), ("e1", 6), ("e2", 5), ("e5", 5)
+    ]  # fmt: skip
+    assert all(i.status == "processing" and i.attempts == 1 for i in items)
+    assert [i.deal_id for i in store.inbox_claim_deals(10)] == [7, 8]
+    assert store.inbox_claim_deals(10) == []
+    assert store.inbox_counts()["pending"] == 1
+
+
+def test_a_deal_in_processing_is_not_claimed_again_until_it_is_finished(
+    store: StateStore,
+) -> None:
+    add_deal(store, "e0", 5)
+    first = store.inbox_claim_deals(10)
+    add_deal(store, "e1", 5)  # arrives while the first run syncs deal 5
+    add_deal(store, "e2", 6)
+    assert [i.deal_id for i in store.inbox_claim_deals(10)] == [6]  # 5 waits
+    store.inbox_done([i.id for i in first])
+    assert [i.dedupe_key for i in store.inbox_claim_deals(10)] == ["e1"]
+
+
+def test_a_deal_claim_starts_with_the_given_notification_and_deals(store: StateStore) -> None:
+    for n, deal in enumerate([1, 2, 3, 4]):
+        add_deal(store, f"e{n}", deal)
+    assert [i.deal_id for i in store.inbox_claim_deals(1, first="e2")] == [3]
+    assert [i.deal_id for i in store.inbox_claim_deals(1, deals=[4])] == [4]
+    assert [i.deal_id for i in store.inbox_claim_deals(5, first="absent")] == [1, 2]
+    with pytest.raises(ValueError):
+        store.inbox_claim_deals(0)
+
+
+def test_of_notifications_arriving_together_one_asks_for_a_run(
+    store: StateStore, clock: FakeClock
+) -> None:
+    fresh = timedelta(seconds=60)
+    add_deal(store, "e0", 5)
+    add_deal(store, "e1", 6)
+    assert store.inbox_request_run("e0", fresh) is True
+    assert store.inbox_request_run("e1", fresh) is False  # e0's run will take it
+    assert store.inbox_request_run("e0", fresh) is True  # asking again for itself
+    store.inbox_claim_deals(1)  # the run took e0 (deal 5): e1 is waiting, nobody asked
+    add_deal(store, "e2", 7)
+    assert store.inbox_request_run("e2", fresh) is True
+    assert store.inbox_request_run("absent", fresh) is False
+    store.inbox_add("person", {"meta": {}})
+    assert store.inbox_request_run("person", fresh) is False  # not a deal notification
+
+
+def test_a_run_asked_for_long_ago_and_never_started_is_asked_for_again(
+    store: StateStore, clock: FakeClock
+) -> None:
+    fresh = timedelta(seconds=60)
+    add_deal(store, "e0", 5)
+    assert store.inbox_unasked(fresh) is None  # too recent
+    clock.advance(seconds=61)
+    item = store.inbox_unasked(fresh)
+    assert item is not None and item.dedupe_key == "e0" and item.deal_id == 5
+    assert store.inbox_mark_run_requested("e0")
+    assert store.inbox_unasked(fresh) is None  # asked now
+    clock.advance(seconds=61)
+    assert store.inbox_unasked(fresh) is not None  # that run never came
+    assert store.inbox_request_run("e0", fresh) is True
+
+
+def test_threads_claiming_deals_at_once_never_hold_one_deal_twice(store: StateStore) -> None:
+    for n in range(300):
+        add_deal(store, f"e{n}", 1 + n % 40)
+    held: set[int] = set()
+    clash: list[int] = []
+    lock = threading.Lock()
+    taken: list[int] = []
+    start = threading.Barrier(4)
+
+    def worker() -> None:
+        start.wait()
+        while items := store.inbox_claim_deals(3):
+            deals = {i.deal_id for i in items if i.deal_id is not None}
+            with lock:
+                clash.extend(deals & held)
+                held.update(deals)
+                taken.extend(i.id for i in items)
+            time.sleep(0.002)  # "syncing" the deals: a second claim of one now is a clash
+            with lock:
+                held.difference_update(deals)
+            store.inbox_done([i.id for i in items])
+
+    threads = [threading.Thread(target=worker) for _ in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(60)
+    assert clash == []
+    assert len(taken) == len(set(taken)) == 300

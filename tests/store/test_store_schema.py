@@ -205,3 +205,24 @@ def test_an_unwritable_sqlite_path_is_a_clear_error(tmp_path: Path) -> None:
     blocker.write_text("not a directory")
     with pytest.raises(StoreUnavailableError, match="cannot open the state store"):
         StateStore(str(blocker / "state.db"))
+
+
+def test_version_4_gives_waiting_deal_notifications_their_deal(
+    open_store: Callable[[], StateStore], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    with monkeypatch.context() as third_release:
+        third_release.setattr(migrations, "MIGRATIONS", migrations.MIGRATIONS[:3])
+        third_release.setattr(migrations, "LATEST", 3)
+        old = open_store()
+        v2 = {"meta": {"entity": "deal", "entity_id": "42", "id": "e1", "version": "2.0"}}
+        v1 = {"meta": {"object": "deal", "id": 43, "action": "updated"}}
+        person = {"meta": {"entity": "person", "entity_id": "9", "id": "e3", "version": "2.0"}}
+        old.inbox_add("pipedrive:v2:e1", v2)
+        old.inbox_add("pipedrive:v1:deal:43", v1)
+        old.inbox_add("pipedrive:v2:e3", person)
+        assert old.schema_version() == 3
+    current = open_store()
+    assert current.schema_version() == SCHEMA_VERSION >= 4
+    items = current.inbox_claim_deals(10)
+    assert sorted(i.deal_id or 0 for i in items) == [42, 43]
+    assert current.inbox_counts() == {"pending": 1, "processing": 2, "done": 0, "failed": 0}
