@@ -1,6 +1,10 @@
-"""The deal-sync flow: one Pipedrive deal notification → its license, company, contacts and
-notes in Planhat. The deal is fetched fresh, so late, duplicated or out-of-order notifications
-converge to the deal's current state (design §2.6)."""
+"""The deal-sync flow: Pipedrive deal notifications → their licenses, companies, contacts and
+notes in Planhat. Each deal is fetched fresh, so late, duplicated or out-of-order notifications
+converge to the deal's current state (design §2.6).
+
+A run started by a notification takes every deal notification waiting in the inbox, in batches
+of up to 100 deals (`tasks.inbox`), until none waits: a burst of notifications becomes a few
+batches of a few runs, not a run each. A run started by hand syncs its one deal."""
 
 from __future__ import annotations
 
@@ -12,7 +16,7 @@ from flows.common import finish, open_context_task, run_id
 from flows.params import SettingsDir, form
 from tasks.enrich import enrich_task
 from tasks.fetch import fetch_deals_task
-from tasks.inbox import claim_notification_task, notification_done_task
+from tasks.inbox import claim_deals_task, notifications_done_task, settled
 from tasks.push import push_task
 from tasks.report import report_task
 from tasks.select import select_task
@@ -20,8 +24,8 @@ from tasks.select import select_task
 
 @flow(
     name="deal-sync",
-    description="One Pipedrive deal → its Planhat license, company, "
-    "end users and notes (when won in a selected pipeline).",
+    description="Pipedrive deals (from their notifications) → their Planhat licenses, "
+    "companies, end users and notes (when won in a selected pipeline).",
 )
 def deal_sync(
     deal_id: Annotated[
@@ -29,28 +33,35 @@ def deal_sync(
         form(
             "Pipedrive deal id",
             "The deal to sync (its id in Pipedrive, e.g. 1042). A webhook run gets it from the "
-            "deal's notification.",
+            "notification that started it, and syncs every other waiting notification too.",
         ),
     ],
     inbox_key: Annotated[
         str | None,
         form(
             "Notification (optional)",
-            "Set by the webhook trigger: the stored notification that started the run, marked "
-            "done when the run succeeds. Leave empty for a run started by hand.",
+            "Set by the webhook trigger: the stored notification that started the run. The run "
+            "then takes every deal notification waiting in the inbox, 100 deals a batch, and "
+            "marks each done once synced. Leave empty for a run started by hand (that deal only).",
         ),
     ] = None,
     settings_dir: SettingsDir = None,
 ) -> dict[str, Any]:
     """`deal_id`: the deal to sync; `inbox_key`: the stored notification that started the run
-    (the receiver's trigger passes it), marked done when the run succeeded."""
+    (the receiver's trigger passes it): the run then syncs every waiting notification."""
     ctx = open_context_task(settings_dir)
     with finish(ctx):
-        item = claim_notification_task(ctx, inbox_key)
-        fetched = fetch_deals_task(ctx, [deal_id])
-        selection = select_task(ctx, fetched)
-        scope = enrich_task(ctx, fetched, selection)
-        results = push_task(ctx, scope)
-        report = report_task(ctx, run_id(), f"Deal sync: deal {deal_id}", scope, results)
-        notification_done_task(ctx, item)
+        report: dict[str, Any] = {"run_id": run_id(), "deals": [], "notifications": 0}
+        batch = claim_deals_task(ctx, deal_id, inbox_key)
+        while batch:
+            with settled(ctx, batch):
+                fetched = fetch_deals_task(ctx, batch.deal_ids)
+                selection = select_task(ctx, fetched)
+                scope = enrich_task(ctx, fetched, selection)
+                results = push_task(ctx, scope)
+                report |= report_task(ctx, run_id(), batch.title(), scope, results)
+                notifications_done_task(ctx, batch, run_id())
+            report["deals"] += batch.deal_ids
+            report["notifications"] += len(batch.items)
+            batch = claim_deals_task(ctx, deal_id, inbox_key, first=False)
         return report

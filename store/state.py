@@ -643,12 +643,6 @@ class StateStore:
             raise ValueError(f"limit must be a positive integer, got {limit!r}")
         return self._claim(sa.true(), limit)
 
-    def inbox_claim_key(self, dedupe_key: str) -> InboxItem | None:
-        """Claim the one item with this key if it is pending (as `inbox_claim` does); None when
-        it is absent or already claimed, done or failed."""
-        claimed = self._claim(inbox.c.dedupe_key == _check_dedupe_key(dedupe_key), 1)
-        return claimed[0] if claimed else None
-
     def _deal_waiting(self) -> sa.ColumnElement[bool]:
         return sa.and_(inbox.c.status == "pending", inbox.c.deal_id.is_not(None))
 
@@ -689,9 +683,7 @@ class StateStore:
         waiting deal notification asked for a run within `older_than` (so no run is on its way
         to take them: the serve loop asks again). None otherwise."""
         since = self._now() - older_than
-        asked = sa.select(inbox.c.id).where(
-            self._deal_waiting(), inbox.c.run_requested_at >= since
-        )
+        asked = sa.select(inbox.c.id).where(self._deal_waiting(), inbox.c.run_requested_at >= since)
         query = (
             sa.select(inbox)
             .where(self._deal_waiting(), inbox.c.received_at < since, ~sa.exists(asked))
@@ -710,6 +702,19 @@ class StateStore:
             .values(run_requested_at=self._now())
         )
         return bool(self._write(lambda conn: conn.execute(statement).rowcount))
+
+    def inbox_deal_pace(self, window: timedelta) -> tuple[int, int]:
+        """(deal notifications received in the last `window`, deals waiting): how fast they
+        come and how many a claim would take now."""
+        since = self._now() - window
+        arrivals = sa.select(sa.func.count()).where(
+            inbox.c.deal_id.is_not(None), inbox.c.received_at >= since
+        )
+        waiting = sa.select(sa.func.count(sa.distinct(inbox.c.deal_id))).where(self._deal_waiting())
+        with self._engine.connect() as conn:
+            return int(conn.execute(arrivals).scalar() or 0), int(
+                conn.execute(waiting).scalar() or 0
+            )
 
     def _claim_lock(self, conn: sa.Connection) -> None:
         """Serialize deal claims across processes (SQLite: its write lock already does)."""

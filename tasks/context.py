@@ -52,6 +52,9 @@ class SyncContext(Closing):
         self.planhat = planhat
         self.store = store
         self.account_from_cache = account_from_cache
+        #: the relation reads this run made (an organization's persons, a deal's notes...):
+        #: a deal-sync run's later batches do not repeat them (`tasks.fetch`)
+        self.relations_read: set[tuple[str, int]] = set()
 
     @property
     def dry_run(self) -> bool:

@@ -29,7 +29,14 @@ def enrich(
     extra = [int(o) for o in extra_orgs]
     linked_orgs = ctx.store.linked_pipedrive_ids("organization")
     licensed = ctx.store.linked_pipedrive_ids("deal")
-    fetch_deal_relations(ctx.pipedrive, ctx.mappings, selection.selected, fetched, org_ids=extra)
+    fetch_deal_relations(
+        ctx.pipedrive,
+        ctx.mappings,
+        selection.selected,
+        fetched,
+        org_ids=extra,
+        already=ctx.relations_read,
+    )
     return plan_scope(
         fetched,
         selection,

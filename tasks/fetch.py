@@ -145,11 +145,14 @@ def fetch_deal_relations(
     into: Fetched,
     *,
     org_ids: Iterable[int] = (),
+    already: set[tuple[str, int]] | None = None,
 ) -> None:
     """Everything `deals` (and the extra organizations `org_ids`) bring into Planhat that
     `into` does not hold yet: the organizations, their persons (and each deal's own person),
     and the notes on the deals and the organizations, per the settings' directions and note
-    scope."""
+    scope. `already`: the reads this run made before (an organization's persons, a deal's
+    notes...), skipped and recorded (a deal-sync run's later batches: each once a run)."""
+    done: set[tuple[str, int]] = already if already is not None else set()
     wanted_orgs = {d["org_id"] for d in deals if isinstance(d.get("org_id"), int)}
     wanted_orgs |= {int(i) for i in org_ids}
     if mappings.receives("organizations"):
@@ -158,21 +161,29 @@ def fetch_deal_relations(
             into.add("organizations", pipedrive.iter_organizations(ids=missing))
     if mappings.receives("contacts"):
         for org_id in sorted(wanted_orgs):
-            into.add("persons", pipedrive.iter_persons(org_id=org_id))
+            if ("persons of organization", org_id) not in done:
+                into.add("persons", pipedrive.iter_persons(org_id=org_id))
+                done.add(("persons of organization", org_id))
         own = sorted(
             {d["person_id"] for d in deals if isinstance(d.get("person_id"), int)}
             - set(into.persons)
+            - {i for what, i in done if what == "person"}
         )
         if own:
             into.add("persons", pipedrive.iter_persons(ids=own))
+            done.update(("person", i) for i in own)
     if mappings.receives("notes"):
         scope = mappings.notes_scope
         if "deal" in scope:
             for deal in deals:
-                into.add("notes", pipedrive.iter_notes(deal_id=int(deal["id"])))
+                if ("notes of deal", int(deal["id"])) not in done:
+                    into.add("notes", pipedrive.iter_notes(deal_id=int(deal["id"])))
+                    done.add(("notes of deal", int(deal["id"])))
         if "organization" in scope:
             for org_id in sorted(wanted_orgs):
-                into.add("notes", pipedrive.iter_notes(org_id=org_id))
+                if ("notes of organization", org_id) not in done:
+                    into.add("notes", pipedrive.iter_notes(org_id=org_id))
+                    done.add(("notes of organization", org_id))
 
 
 # -- Prefect tasks: thin wrappers (retries are the clients': one budget, see clients.http) --

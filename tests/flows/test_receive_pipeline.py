@@ -290,18 +290,31 @@ def test_demo_backfill_holds_exactly_the_expected_set_at_minimum_calls(
         assert report["problems"] >= 0
 
 
-def test_a_notification_is_marked_done_by_its_run_and_older_ones_by_the_incremental_sync(
+def test_a_notification_run_syncs_every_waiting_deal_notification_and_the_rest_waits(
     sb: Sandbox, settings: str
 ) -> None:
     from mappings.loading import load_settings
     from store import StateStore
 
     store = StateStore(load_settings(settings).store_url)
-    deal = _deal(sb, status="won", pipeline="New business")
-    store.inbox_add("pipedrive:v2:event-1", {"meta": {"entity_id": str(deal["id"])}})
-    store.inbox_add("pipedrive:v2:event-2", {"meta": {"entity_id": "1"}})
-    deal_sync(deal_id=deal["id"], settings_dir=settings, inbox_key="pipedrive:v2:event-1")
-    assert store.inbox_get("pipedrive:v2:event-1").status == "done"
-    assert store.inbox_get("pipedrive:v2:event-2").status == "pending"
+    first = _deal(sb, status="won", pipeline="New business")
+    other = next(
+        d
+        for d in sb.pipedrive_seed.deals
+        if d["status"] == "won" and d["id"] != first["id"] and d["org_id"]
+    )
+    for key, deal in (("e1", first), ("e2", other), ("e3", first)):  # e3: a later change
+        store.inbox_add(
+            f"pipedrive:v2:{key}", {"meta": {"entity_id": str(deal["id"])}}, deal_id=deal["id"]
+        )
+    store.inbox_add("pipedrive:v2:person", {"meta": {"entity": "person", "entity_id": "1"}})
+    report = deal_sync(deal_id=first["id"], settings_dir=settings, inbox_key="pipedrive:v2:e1")
+    assert sorted(report["deals"]) == sorted({first["id"], other["id"]})
+    assert report["notifications"] == 3
+    for key in ("e1", "e2", "e3"):
+        assert store.inbox_get(f"pipedrive:v2:{key}").status == "done"
+    assert store.inbox_get("pipedrive:v2:person").status == "pending"  # not a deal's
+    again = deal_sync(deal_id=first["id"], settings_dir=settings, inbox_key="pipedrive:v2:e1")
+    assert again["deals"] == []  # synced by the first run: nothing waits
     incremental_sync(settings_dir=settings)  # covers every change made before it started
-    assert store.inbox_get("pipedrive:v2:event-2").status == "done"
+    assert store.inbox_get("pipedrive:v2:person").status == "done"

@@ -186,14 +186,6 @@ def test_a_crashed_workers_items_can_be_requeued(store: StateStore, clock: FakeC
     assert store.inbox_done([claimed.id]) == 1  # the original worker's late "done" is taken
 
 
-def test_one_item_can_be_claimed_by_key(store: StateStore) -> None:
-    store.inbox_add("pipedrive:v2:x", {"n": 1})
-    item = store.inbox_claim_key("pipedrive:v2:x")
-    assert item is not None and item.status == "processing"
-    assert store.inbox_claim_key("pipedrive:v2:x") is None
-    assert store.inbox_claim_key("absent") is None
-
-
 def test_old_done_items_can_be_purged(store: StateStore, clock: FakeClock) -> None:
     store.inbox_add("old", {})
     store.inbox_add("pending", {})
@@ -249,6 +241,7 @@ def test_a_deal_claim_takes_every_waiting_notification_of_its_deals(store: State
         ("e0", 5), ("e1", 6), ("e2", 5), ("e5", 5)
     ]  # fmt: skip
     assert all(i.status == "processing" and i.attempts == 1 for i in items)
+    assert store.inbox_deal_pace(timedelta(seconds=1)) == (6, 2)  # 6 came now; 7 and 8 wait
     assert [i.deal_id for i in store.inbox_claim_deals(10)] == [7, 8]
     assert store.inbox_claim_deals(10) == []
     assert store.inbox_counts()["pending"] == 1
