@@ -1,7 +1,10 @@
 """The four deployments of one-machine mode: the same as prefect.yaml's, without a work pool.
 
-* `deal-sync/deal-sync`: the event trigger on `pipedrive.deal.*` (deal id and inbox key
-  templated from the event), at most `deal_concurrency` runs at once, the others queued;
+* `deal-sync/deal-sync`: the event trigger on `pipedrive.deal.*` events whose resource carries
+  the label `pdsync.starts-run: yes` (deal id and inbox key templated from the event): the
+  receiver gives that label to a notification only when no other waiting one already asked
+  for a run, since a run takes every waiting notification. At most `deal_concurrency` runs
+  at once, the others queued. Served warm (`deployments.warm`): no process per run;
 * `incremental-sync/incremental-sync`: the settings' schedule (`incremental.cron`,
   `.timezone`), one at a time (a run due while one runs is cancelled);
 * `company-resync/company-resync`: ad hoc, the Prefect UI's Run form (a `company` field) or
@@ -15,16 +18,22 @@ from __future__ import annotations
 
 from collections.abc import Coroutine
 from typing import TYPE_CHECKING, Any
+from uuid import UUID
+
+from deployments.events import STARTS_RUN_LABEL, STARTS_RUN_YES
 
 if TYPE_CHECKING:
     from prefect.deployments.runner import RunnerDeployment
     from prefect.events import DeploymentEventTrigger
     from prefect.runner import Runner
 
+    from deployments.warm import WarmRunner
     from mappings.models import Settings
 
 DEAL_EVENTS = "pipedrive.deal.*"
 DEAL_RESOURCES = "pipedrive.deal.*"
+#: the resource label of the notifications that start a run (`deployments.events`)
+STARTS_RUN = (STARTS_RUN_LABEL, STARTS_RUN_YES)
 DEAL_SYNC_CONCURRENCY = 4
 DEPLOYMENT_NAMES = (
     "deal-sync/deal-sync",
@@ -35,14 +44,15 @@ DEPLOYMENT_NAMES = (
 
 
 def deal_trigger() -> DeploymentEventTrigger:
-    """The deal-sync trigger: every `pipedrive.deal.*` event starts one run with the event's
-    deal id and inbox key (the same trigger as in prefect.yaml)."""
+    """The deal-sync trigger: a `pipedrive.deal.*` event labelled `pdsync.starts-run: yes`
+    starts one run with the event's deal id and inbox key (the same trigger as in
+    prefect.yaml)."""
     from prefect.events import DeploymentEventTrigger
 
     return DeploymentEventTrigger(
         name="pipedrive deal notification",
         expect={DEAL_EVENTS},
-        match={"prefect.resource.id": DEAL_RESOURCES},
+        match={"prefect.resource.id": DEAL_RESOURCES, STARTS_RUN[0]: STARTS_RUN[1]},
         for_each={"prefect.resource.id"},
         posture="Reactive",
         threshold=1,
@@ -122,12 +132,22 @@ def build_deployments(
     return [_built(deployment) for deployment in built]
 
 
-def register(settings: Settings, settings_dir: str | None, deal_concurrency: int) -> Runner:
-    """A Prefect `Runner` with the deployments registered (their trigger and schedule exist on
-    the server when this returns)."""
+def register(
+    settings: Settings, settings_dir: str | None, deal_concurrency: int
+) -> tuple[Runner, WarmRunner]:
+    """Prefect's `Runner` with the incremental-sync, company-resync and connect deployments
+    (a process per run), and a `WarmRunner` for the deal-sync deployment (runs in this
+    process): their trigger and schedule exist on the server when this returns."""
     from prefect.runner import Runner
 
-    runner = Runner(pause_on_shutdown=True, limit=deal_concurrency + 2)
-    for deployment in build_deployments(settings, settings_dir, deal_concurrency=deal_concurrency):
+    from deployments.warm import WarmRunner
+    from flows.deal_sync import deal_sync
+
+    deal, *others = build_deployments(settings, settings_dir, deal_concurrency=deal_concurrency)
+    runner = Runner(pause_on_shutdown=True, limit=len(others))
+    for deployment in others:
         runner.add_deployment(deployment)
-    return runner
+    deal_id = deal.apply()
+    if not isinstance(deal_id, UUID):  # a coroutine: called inside an event loop
+        raise RuntimeError("register must be called outside a running event loop")
+    return runner, WarmRunner({deal_id: deal_sync}, concurrency=deal_concurrency)

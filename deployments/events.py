@@ -1,12 +1,12 @@
-"""Pipedrive webhook deliveries → Prefect events (no I/O but the one POST to Prefect's API).
+"""Pipedrive webhook deliveries → Prefect events (no I/O but the POSTs to Prefect's API).
 
     delivery = parse_delivery(body)            # ValueError with the reason for a bad body
     delivery.inbox_key                         # the inbox's dedupe key, the same every retry
-    event = event_for(delivery)                # None for anything but a deal
-    EventPoster(api_url, client).post(event)   # True once Prefect answered 2xx
+    event = event_for(delivery, starts_run=True)  # None for anything but a deal
+    EventPoster(api_url).send_batch([event, ...])  # None once Prefect took them all
 
-`parse_delivery` is the one parser of webhook bodies: the receiver checks, stores and posts
-with what it returns, and the inbox drain re-builds events from stored bodies with it.
+`parse_delivery` is the one parser of webhook bodies: the receiver checks and stores with what
+it returns, and its event poster re-builds events from stored bodies with it.
 
 * **Both webhook versions.** v2 (`meta.version` "2.0": `meta.entity`, `meta.entity_id` as a
   string, `meta.action` create/change/delete) and v1 (`meta.object`, `meta.id` as a number,
@@ -18,20 +18,31 @@ with what it returns, and the inbox drain re-builds events from stored bodies wi
   `pipedrive:v1:<meta.object>:<meta.id>:<meta.action>:<meta.timestamp_micro>` (or
   `meta.timestamp` when there is no `timestamp_micro`; redeliveries differ only in `retry`).
   Never change it: stored items and posted event ids depend on it.
-* **The event**: `pipedrive.<object>.<action>`, resource `pipedrive.<object>.<id>`, a small
-  payload (`deal_id`, `object`, `action`, `inbox_key`, `change_source`: ids and facts, never
-  the record), and an id derived from the inbox key (`uuid5(EVENT_NAMESPACE, key)`): every
-  redelivery of one Pipedrive event gives the same Prefect event id, which Prefect
-  de-duplicates, so a redelivery starts no second run.
+* **The event**: `pipedrive.<object>.<action>`, resource `pipedrive.<object>.<id>` with the
+  label `STARTS_RUN_LABEL` (`pdsync.starts-run`), a small payload (`deal_id`, `object`,
+  `action`, `inbox_key`, `change_source`: ids and facts, never the record), and an id derived
+  from the inbox key (`uuid5(EVENT_NAMESPACE, key)`): every redelivery of one Pipedrive event
+  gives the same Prefect event id, which Prefect de-duplicates, so a redelivery starts no
+  second run.
+* **Which events start a run.** A deal-sync run claims every waiting deal notification, so
+  one run per burst is enough: the deployment trigger matches `pipedrive.deal.*` events whose
+  resource carries `pdsync.starts-run: "yes"` (`STARTS_RUN_YES`). The receiver sets it on the
+  event of the notification that asked for a run (`StateStore.inbox_request_run`, at most one
+  per `RUN_REQUEST_FRESH` while a run is on its way), `"no"` (`STARTS_RUN_NO`) on the others:
+  every notification still shows in Prefect's event feed. When a run that was asked for never
+  came (cancelled, crashed before it claimed), the drain asks again with `waiting_event`:
+  `pipedrive.deal.waiting`, starts-run yes, a new random id each time.
 * **Only known names and Pipedrive ids get through.** `meta.action` and `meta.entity` (v2),
   `meta.action`, `meta.object` and `event` (v1) must be names Pipedrive sends (reference §4.1,
   §4.3, §4.4); record ids must be Pipedrive ids (whole numbers from 1 to 2**31-1; a lead's id is
   a UUID); the event id (v2 `meta.id`) and v1's `timestamp_micro` must be plain tokens. A body
   that breaks any of these is refused with the field named and never its value, so no text of
   a body reaches a log line, an inbox key or a Prefect event name.
-* **Posting** is a plain synchronous `POST {api}/events` (a JSON list of one event; Prefect
-  answers 204), bounded by a short timeout so that Pipedrive, which gives up after 10 s, is
-  answered in time even when Prefect is down.
+* **Posting** is a plain synchronous `POST {api}/events` of a JSON list (Prefect answers 204):
+  `send_batch` posts many events in one request (bounded by `BATCH_POST_TIMEOUT_S`), `send`
+  one (bounded by `POST_TIMEOUT_S`). Neither raises: they return why Prefect did not take the
+  events (`PostFailure.rejected` tells a request Prefect refused from one that may succeed
+  later).
 """
 
 from __future__ import annotations
@@ -40,9 +51,9 @@ import base64
 import logging
 import re
 import uuid
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import httpx
@@ -52,8 +63,26 @@ log = logging.getLogger(__name__)
 #: The namespace of the Prefect event ids (uuid5 of the inbox key). Never change it: the ids of
 #: redeliveries must stay equal to the ids already posted.
 EVENT_NAMESPACE = uuid.UUID("0c6f1d7e-5b0a-5d7e-9a52-7a1f3c2e8d41")
-#: Seconds allowed for one POST to Prefect (connect, write, read each).
+#: Seconds allowed for one POST of one event to Prefect (connect, write, read each).
 POST_TIMEOUT_S = 2.0
+#: Seconds allowed for one POST of a batch of events (off the request path: more room).
+BATCH_POST_TIMEOUT_S = 10.0
+
+#: The resource label that tells the deal-sync trigger whether an event starts a run.
+STARTS_RUN_LABEL = "pdsync.starts-run"
+#: Its value on the events that start a run (the trigger matches this one) ...
+STARTS_RUN_YES = "yes"
+#: ... and on the others (shown in the event feed, start nothing).
+STARTS_RUN_NO = "no"
+#: A waiting deal notification that asked for a run less than this long ago needs no other
+#: run: the one it asked for takes every waiting notification (`StateStore.inbox_request_run`,
+#: `StateStore.inbox_unasked`).
+RUN_REQUEST_FRESH = timedelta(seconds=60)
+#: The action of the event that asks again for a run nobody started (`waiting_event`).
+WAITING_ACTION = "waiting"
+#: Prefect answers these when it refuses the request itself (an invalid event, a body too
+#: large): posting the same request again cannot succeed. (Not 400: proxies answer it too.)
+REJECTED_STATUSES = frozenset({413, 422})
 
 #: v1 actions (and v2's own) in v2 vocabulary.
 ACTIONS = {
@@ -279,16 +308,20 @@ def event_id(inbox_key: str) -> str:
     return str(uuid.uuid5(EVENT_NAMESPACE, inbox_key))
 
 
-def pipedrive_event(payload: Mapping[str, Any]) -> dict[str, Any] | None:
+def pipedrive_event(
+    payload: Mapping[str, Any], *, starts_run: bool = False
+) -> dict[str, Any] | None:
     """The Prefect event of the delivery `payload` (`event_for(parse_delivery(payload))`).
     Raises `ValueError` for a body that is not a delivery."""
-    return event_for(parse_delivery(payload))
+    return event_for(parse_delivery(payload), starts_run=starts_run)
 
 
-def event_for(delivery: Delivery) -> dict[str, Any] | None:
+def event_for(delivery: Delivery, *, starts_run: bool = False) -> dict[str, Any] | None:
     """The Prefect event (the JSON `POST /api/events` takes, one item of its list) of
-    `delivery`, its id and payload's `inbox_key` from `delivery.inbox_key`; None for objects
-    other than deals (the incremental sync covers those)."""
+    `delivery`, its id and payload's `inbox_key` from `delivery.inbox_key`, its resource
+    labelled `STARTS_RUN_LABEL`: `STARTS_RUN_YES` when `starts_run` (this notification asked
+    for the deal-sync run), else `STARTS_RUN_NO`; None for objects other than deals (the
+    incremental sync covers those)."""
     if delivery.object not in EVENT_OBJECTS or delivery.deal_id is None:
         return None
     key = delivery.inbox_key
@@ -296,7 +329,7 @@ def event_for(delivery: Delivery) -> dict[str, Any] | None:
         "id": event_id(key),
         "occurred": datetime.now(UTC).isoformat(),
         "event": f"pipedrive.{delivery.object}.{delivery.action}",
-        "resource": {"prefect.resource.id": f"pipedrive.{delivery.object}.{delivery.deal_id}"},
+        "resource": _deal_resource(delivery.deal_id, starts_run),
         "related": [],
         "payload": {
             "deal_id": delivery.deal_id,
@@ -305,6 +338,39 @@ def event_for(delivery: Delivery) -> dict[str, Any] | None:
             "inbox_key": key,
             "change_source": delivery.change_source,
         },
+    }
+
+
+def waiting_event(inbox_key: str, deal_id: int) -> dict[str, Any]:
+    """The event that asks again for a deal-sync run on behalf of the waiting notification
+    `inbox_key` (of deal `deal_id`): `pipedrive.deal.waiting`, starts-run yes, a new random id
+    (each ask is a new event: Prefect must not de-duplicate it against an earlier one)."""
+    return {
+        "id": str(uuid.uuid4()),
+        "occurred": datetime.now(UTC).isoformat(),
+        "event": f"pipedrive.deal.{WAITING_ACTION}",
+        "resource": _deal_resource(deal_id, True),
+        "related": [],
+        "payload": {
+            "deal_id": deal_id,
+            "object": "deal",
+            "action": WAITING_ACTION,
+            "inbox_key": inbox_key,
+            "change_source": None,
+        },
+    }
+
+
+def starts_a_run(event: Mapping[str, Any]) -> bool:
+    """True when `event` carries the starts-run label the deal-sync trigger matches."""
+    resource = event.get("resource")
+    return isinstance(resource, Mapping) and resource.get(STARTS_RUN_LABEL) == STARTS_RUN_YES
+
+
+def _deal_resource(deal_id: int, starts_run: bool) -> dict[str, str]:
+    return {
+        "prefect.resource.id": f"pipedrive.deal.{deal_id}",
+        STARTS_RUN_LABEL: STARTS_RUN_YES if starts_run else STARTS_RUN_NO,
     }
 
 
@@ -337,10 +403,22 @@ def default_prefect_api_url() -> str | None:
     return str(value) if value else None
 
 
+@dataclass(frozen=True, slots=True)
+class PostFailure:
+    """Why Prefect did not take a POST: `rejected` when Prefect refused the request itself
+    (HTTP 413, 422: the same request would be refused again), else a failure that may pass
+    (Prefect down, slow, unreachable, a 5xx, wrong credentials...)."""
+
+    reason: str
+    rejected: bool = False
+
+
 class EventPoster:
-    """Posts events to one Prefect API. `post`/`send` never raise: `post` returns True once
-    Prefect answered 2xx, False (with one WARNING line naming the reason) otherwise; `send`
-    returns None or that reason. Thread-safe (one pooled `httpx.Client`)."""
+    """Posts events to one Prefect API. `post`/`send`/`send_batch` never raise: `post`
+    returns True once Prefect answered 2xx, False (with one WARNING line naming the reason)
+    otherwise; `send` returns None or that reason; `send_batch` posts many events in one
+    request and returns None or a `PostFailure` (not logged: its caller decides). Thread-safe
+    (one pooled `httpx.Client`)."""
 
     def __init__(
         self,
@@ -372,34 +450,48 @@ class EventPoster:
 
     def send(self, event: Mapping[str, Any]) -> str | None:
         """Post `event`; None once Prefect answered 2xx, else why not (also logged)."""
-        if self.events_url is None:
-            error = "no Prefect API URL (PREFECT_API_URL is not set)"
-        else:
-            try:
-                response = self._client.post(
-                    self.events_url,
-                    json=[dict(event)],
-                    headers=self._headers,
-                    timeout=POST_TIMEOUT_S,
-                )
-            except httpx.TimeoutException:
-                error = f"Prefect did not answer within {POST_TIMEOUT_S:g} s"
-            except httpx.HTTPError as exc:
-                error = f"Prefect unreachable: {type(exc).__name__}"
-            else:
-                if 200 <= response.status_code < 300:
-                    self.last_error = None
-                    return None
-                error = f"Prefect answered HTTP {response.status_code}"
-        self.last_error = error
+        failure = self._post([dict(event)], POST_TIMEOUT_S)
+        if failure is None:
+            return None
         log.warning(
             "event %s (%s) not posted to %s: %s",
             event.get("event"),
             event.get("id"),
             self.shown_url,
-            error,
+            failure.reason,
         )
-        return error
+        return failure.reason
+
+    def send_batch(self, events: Sequence[Mapping[str, Any]]) -> PostFailure | None:
+        """Post `events` in one request; None once Prefect answered 2xx (it took them all),
+        else why not (not logged). An empty list posts nothing."""
+        if not events:
+            return None
+        return self._post([dict(e) for e in events], BATCH_POST_TIMEOUT_S)
+
+    def _post(self, events: list[dict[str, Any]], timeout: float) -> PostFailure | None:
+        failure: PostFailure
+        if self.events_url is None:
+            failure = PostFailure("no Prefect API URL (PREFECT_API_URL is not set)")
+        else:
+            try:
+                response = self._client.post(
+                    self.events_url, json=events, headers=self._headers, timeout=timeout
+                )
+            except httpx.TimeoutException:
+                failure = PostFailure(f"Prefect did not answer within {timeout:g} s")
+            except httpx.HTTPError as exc:
+                failure = PostFailure(f"Prefect unreachable: {type(exc).__name__}")
+            else:
+                if 200 <= response.status_code < 300:
+                    self.last_error = None
+                    return None
+                failure = PostFailure(
+                    f"Prefect answered HTTP {response.status_code}",
+                    rejected=response.status_code in REJECTED_STATUSES,
+                )
+        self.last_error = failure.reason
+        return failure
 
     def close(self) -> None:
         if self._own_client:

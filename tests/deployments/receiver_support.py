@@ -9,6 +9,8 @@ import json
 import threading
 import time
 import uuid
+from collections.abc import Callable
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -18,6 +20,7 @@ from fastapi import FastAPI, Request, Response
 from deployments.sandbox_settings import SANDBOX_DIR
 from mappings.loading import load_settings
 from mappings.models import Settings
+from store import StateStore
 
 REPO = Path(__file__).resolve().parents[2]
 # copies of Pipedrive's description and real deliveries: tests/reference/README.md
@@ -81,46 +84,134 @@ def v1_person(person_id: int = 5) -> dict[str, Any]:
 
 
 class FakePrefect:
-    """A Prefect API that records `POST /api/events` and can be told to fail or hang."""
+    """A Prefect API that records `POST /api/events` and can be told to fail, hang, block
+    until released, or refuse some events.
+
+    `mode`: a status to answer, "hang" (answer 204 after `hang_s` without keeping anything),
+    or "block" (wait until `release()`, then take the events as 204 does). `reject`: events
+    for which the whole request is refused with 422 (as Prefect refuses an invalid event).
+    `events`: every event taken, in order; `batches`: the size of each request taken;
+    `attempts`: every request received, taken or not."""
 
     def __init__(self) -> None:
         self.events: list[dict[str, Any]] = []
         self.headers: list[dict[str, str]] = []
-        self.mode: int | str = 204  # a status to answer, or "hang"
+        self.batches: list[int] = []
+        self.attempts = 0
+        self.blocked = 0  # requests waiting for `release()` now
+        self.mode: int | str = 204
         self.hang_s = 5.0
+        self.block_s = 60.0  # a blocked request goes on after this anyway (catches hangs)
+        self.reject: Callable[[dict[str, Any]], bool] | None = None
+        self._released = threading.Event()
         self._cond = threading.Condition()
         self.app = FastAPI()
 
         @self.app.post("/api/events")
         async def events(request: Request) -> Response:
             mode = self.mode
+            with self._cond:
+                self.attempts += 1
+                self._cond.notify_all()
             if mode == "hang":
                 await asyncio.sleep(self.hang_s)
                 return Response(status_code=204)
-            if mode != 204:
+            if mode == "block":
+                await self._blocked()
+            elif mode != 204:
                 return Response(status_code=int(mode))
             received = await request.json()
+            reject = self.reject
+            if reject is not None and any(reject(e) for e in received):
+                return Response(status_code=422)
             with self._cond:
                 self.events.extend(received)
+                self.batches.append(len(received))
                 self.headers.append(dict(request.headers))
                 self._cond.notify_all()
             return Response(status_code=204)
+
+    async def _blocked(self) -> None:
+        with self._cond:
+            self.blocked += 1
+            self._cond.notify_all()
+        deadline = time.monotonic() + self.block_s
+        try:
+            while not self._released.is_set() and time.monotonic() < deadline:
+                await asyncio.sleep(0.005)
+        finally:
+            with self._cond:
+                self.blocked -= 1
+                self._cond.notify_all()
+
+    def release(self) -> None:
+        """Let the blocked requests (and any later one) through."""
+        self._released.set()
 
     def reset(self) -> None:
         with self._cond:
             self.events.clear()
             self.headers.clear()
+            self.batches.clear()
+            self.attempts = 0
             self.mode = 204
+            self.reject = None
+            self._released.clear()
 
     def wait_for(self, predicate: Any, timeout: float = 60.0) -> list[dict[str, Any]]:
         """The events matching `predicate`, once there is one (timeout only catches hangs)."""
+        found: list[dict[str, Any]] = []
+
+        def matched() -> bool:
+            found[:] = [e for e in self.events if predicate(e)]
+            return bool(found)
+
+        self.wait_until(matched, timeout, lambda: f"no matching event; got {self.events}")
+        return found
+
+    def wait_until(
+        self, condition: Callable[[], bool], timeout: float = 60.0, what: Any = None
+    ) -> None:
+        """Wait until `condition()` (checked whenever a request comes or ends)."""
         deadline = time.monotonic() + timeout
         with self._cond:
-            while True:
-                found = [e for e in self.events if predicate(e)]
-                if found:
-                    return found
+            while not condition():
                 left = deadline - time.monotonic()
                 if left <= 0:
-                    raise TimeoutError(f"no matching event; got {self.events}")
+                    raise TimeoutError(what() if callable(what) else f"waited {timeout} s")
                 self._cond.wait(left)
+
+
+def wait_until(condition: Callable[[], bool], timeout: float = 60.0, what: str = "") -> None:
+    """Poll `condition` until it holds (the timeout only catches hangs)."""
+    deadline = time.monotonic() + timeout
+    while not condition():
+        if time.monotonic() > deadline:
+            raise TimeoutError(what or f"waited {timeout} s")
+        time.sleep(0.01)
+
+
+class FakeClock:
+    """A settable UTC clock for the store (`StateStore(url, clock=...)`), as
+    tests/store/store_support.py has it."""
+
+    def __init__(self) -> None:
+        self.now = datetime(2026, 3, 1, 12, 0, tzinfo=UTC)
+        self._lock = threading.Lock()
+
+    def __call__(self) -> datetime:
+        with self._lock:
+            return self.now
+
+    def advance(self, **delta: float) -> datetime:
+        with self._lock:
+            self.now += timedelta(**delta)
+            return self.now
+
+
+def all_posted(store: StateStore) -> None:
+    """Wait until the receiver's poster posted every owed event (the timeout catches hangs)."""
+    wait_until(
+        lambda: store.inbox_not_posted_count() == 0,
+        what=f"events still owed: {store.inbox_not_posted_count()}",
+    )

@@ -1,14 +1,17 @@
 """The webhook receiver, as Pipedrive and Prefect see it.
 
 Pipedrive's side: basic auth (401/403), every bad body refused with its reason and nothing
-stored, v1 and v2 deliveries stored once however often they come. Prefect's side (a fake
-Prefect API that records `POST /api/events` and can be told to fail): the event's name,
-resource, deterministic id and small payload; Prefect down → stored, answered 200, posted by
-`drain_inbox` once Prefect is back. End to end: the sandbox Pipedrive's real deliveries.
+stored, v1 and v2 deliveries stored once however often they come, answered without waiting
+for Prefect. Prefect's side (a fake Prefect API that records `POST /api/events` and can be
+told to fail, block or refuse): the event's name, resource, starts-run label, deterministic
+id and small payload; events posted in the background, in batches; Prefect down → stored,
+answered 200, posted once Prefect is back. End to end: the sandbox Pipedrive's real
+deliveries. (test_receiver_volume.py: bursts, batches, runs asked for once.)
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import time
@@ -21,20 +24,31 @@ from typing import Any
 import httpx
 import pytest
 import sqlalchemy as sa
+from fastapi import FastAPI
 from fastapi.testclient import TestClient
 from receiver_support import (
     PASSWORD,
     PASSWORD_ENV,
     FakePrefect,
+    all_posted,
     basic,
     fixture,
     v1_deal,
     v1_person,
     v2_deal,
+    wait_until,
     write_settings,
 )
 
-from deployments.events import EVENT_NAMESPACE, parse_delivery
+import deployments.events
+import deployments.receiver
+from deployments.events import (
+    EVENT_NAMESPACE,
+    STARTS_RUN_LABEL,
+    STARTS_RUN_NO,
+    STARTS_RUN_YES,
+    parse_delivery,
+)
 from deployments.receiver import (
     MAX_BODY_BYTES,
     MAX_JSON_DEPTH,
@@ -88,6 +102,18 @@ def client(settings: Settings, store: StateStore, api_url: str) -> Iterator[Test
         yield test_client
 
 
+@contextlib.contextmanager
+def served(app: FastAPI) -> Iterator[ServedApp]:
+    """`app` under uvicorn (`ServedApp` runs no lifespan: its event poster is run here)."""
+    pump = app.state.event_pump
+    pump.start()
+    try:
+        with ServedApp(app) as running:
+            yield running
+    finally:
+        pump.stop()
+
+
 def deliver(client: TestClient, body: Any, **headers: str) -> httpx.Response:
     return client.post(WEBHOOK_PATH, json=body, headers={**basic(), **headers})
 
@@ -100,6 +126,13 @@ def inbox_key(body: Any) -> str:
 def unposted_events(store: StateStore) -> list[str]:
     """The inbox keys whose Prefect event is owed, oldest first."""
     return [item.dedupe_key for item in store.inbox_not_posted(1000)]
+
+
+def deal_resource(deal_id: int, *, starts_run: bool) -> dict[str, str]:
+    return {
+        "prefect.resource.id": f"pipedrive.deal.{deal_id}",
+        STARTS_RUN_LABEL: STARTS_RUN_YES if starts_run else STARTS_RUN_NO,
+    }
 
 
 # -- auth ---------------------------------------------------------------------------------------
@@ -218,17 +251,18 @@ def test_a_streamed_body_over_the_limit_gets_413_and_stores_nothing(
     settings: Settings, store: StateStore, fake: FakePrefect, api_url: str
 ) -> None:
     app = create_receiver_app(settings, prefect_api_url=api_url, store=store)
-    with ServedApp(app) as served, httpx.Client(timeout=30) as http:
+    with served(app) as receiver, httpx.Client(timeout=30) as http:
         answer = http.post(
-            f"{served.url}{WEBHOOK_PATH}",
+            f"{receiver.url}{WEBHOOK_PATH}",
             content=_too_big_stream(),  # chunked: no Content-Length to go by
             headers={**basic(), "content-type": "application/json"},
         )
         assert "content-length" not in answer.request.headers
         assert answer.status_code == 413
         assert "larger than" in answer.json()["detail"]
-        ok = http.post(f"{served.url}{WEBHOOK_PATH}", json=v1_deal(), headers=basic())
+        ok = http.post(f"{receiver.url}{WEBHOOK_PATH}", json=v1_deal(), headers=basic())
         assert ok.status_code == 200  # the receiver goes on serving
+        all_posted(store)
     assert store.inbox_counts() == {**EMPTY_INBOX, "pending": 1}
     assert [e["payload"]["deal_id"] for e in fake.events] == [9]
 
@@ -313,9 +347,9 @@ def test_deep_nesting_on_a_real_server_logs_no_error(
     """Through uvicorn (which logs an unhandled exception at ERROR with its traceback)."""
     caplog.set_level(logging.DEBUG)
     app = create_receiver_app(settings, prefect_api_url=api_url, store=store)
-    with ServedApp(app) as served, httpx.Client(timeout=30) as http:
+    with served(app) as receiver, httpx.Client(timeout=30) as http:
         answer = http.post(
-            f"{served.url}{WEBHOOK_PATH}",
+            f"{receiver.url}{WEBHOOK_PATH}",
             content=DEEP_BODIES["arrays-1000"],
             headers={**basic(), "content-type": "application/json"},
         )
@@ -398,12 +432,15 @@ def test_ids_outside_pipedrives_range_are_refused_and_nothing_is_stored(
     assert "999" not in caplog.text and "forged" not in caplog.text
 
 
-def test_the_largest_pipedrive_id_is_accepted(client: TestClient, fake: FakePrefect) -> None:
+def test_the_largest_pipedrive_id_is_accepted(
+    client: TestClient, store: StateStore, fake: FakePrefect
+) -> None:
     top = 2**31 - 1
     assert deliver(client, v2_deal(top)).status_code == 200
     assert deliver(client, v1_deal(top)).status_code == 200
+    all_posted(store)
     assert [e["payload"]["deal_id"] for e in fake.events] == [top, top]
-    assert fake.events[0]["resource"] == {"prefect.resource.id": f"pipedrive.deal.{top}"}
+    assert fake.events[0]["resource"] == deal_resource(top, starts_run=True)
 
 
 FORGED = "\nERROR forged line\x00\u202e\u200f"
@@ -514,17 +551,22 @@ def test_v1_and_v2_deliveries_are_stored_once_however_often_they_come(
     client: TestClient, store: StateStore, fake: FakePrefect
 ) -> None:
     v1, v2 = v1_deal(), v2_deal(42)
-    answers = {"v1": [], "v2": []}
+    answers: dict[str, list[httpx.Response]] = {"v1": [], "v2": []}
     for attempt in range(3):  # Pipedrive's redeliveries differ only in retry/attempt
         v1["retry"], v2["meta"]["attempt"] = attempt, attempt + 1
         answers["v1"].append(deliver(client, v1))
         answers["v2"].append(deliver(client, v2))
+        all_posted(store)  # the redeliveries come once the first event was posted
     for version, replies in answers.items():
         assert [r.status_code for r in replies] == [200, 200, 200], version
         bodies = [r.json() for r in replies]
         assert [b["duplicate"] for b in bodies] == [False, True, True], version
-        assert all(b["stored"] is True and b["event"] == "posted" for b in bodies), version
+        assert [b["event"] for b in bodies] == ["queued", "posted", "posted"], version
+        assert all(b["stored"] is True for b in bodies), version
         assert len({b["event_id"] for b in bodies}) == 1, version  # one id for all three
+        assert [b["starts_run"] for b in bodies[1:]] == [False, False]  # redeliveries never ask
+    # of two notifications arriving together, the first asks for the run that takes both
+    assert [answers[v][0].json()["starts_run"] for v in ("v1", "v2")] == [True, False]
     assert store.inbox_counts() == {**EMPTY_INBOX, "pending": 2}
     stored = store.inbox_get(inbox_key(v2))
     assert stored is not None and stored.payload["data"]["id"] == 42
@@ -538,11 +580,21 @@ def test_the_event_names_the_deal_and_carries_ids_only(
     body = v2_deal(42)
     before = datetime.now(UTC)
     answer = deliver(client, body).json()
-    (event,) = fake.events
+    assert answer == {
+        "stored": True,
+        "duplicate": False,
+        "event": "queued",
+        "event_id": answer["event_id"],
+        "starts_run": True,
+    }
+    (event,) = fake.wait_for(lambda e: True)
     key = f"pipedrive:v2:{body['meta']['id']}"
     assert event["id"] == answer["event_id"] == str(uuid.uuid5(EVENT_NAMESPACE, key))
     assert event["event"] == "pipedrive.deal.change"
-    assert event["resource"] == {"prefect.resource.id": "pipedrive.deal.42"}
+    assert event["resource"] == {
+        "prefect.resource.id": "pipedrive.deal.42",
+        "pdsync.starts-run": "yes",  # the label the deal-sync trigger matches
+    }
     assert event["payload"] == {
         "deal_id": 42,  # an int, though v2 meta sends "42"
         "object": "deal",
@@ -565,17 +617,23 @@ def test_v1_actions_are_named_in_v2_words(v1_action: str, expected: str) -> None
     event = pipedrive_event(body)
     assert event is not None
     assert event["event"] == f"pipedrive.deal.{expected}"
-    assert event["resource"] == {"prefect.resource.id": "pipedrive.deal.77"}
+    assert event["resource"] == deal_resource(77, starts_run=False)
+    assert pipedrive_event(body, starts_run=True)["resource"] == deal_resource(77, starts_run=True)
     assert event["payload"]["deal_id"] == 77 and event["payload"]["action"] == expected
 
 
-def test_v2_create_and_delete_events(client: TestClient, fake: FakePrefect) -> None:
+def test_v2_create_and_delete_events(
+    client: TestClient, store: StateStore, fake: FakePrefect
+) -> None:
     deliver(client, v2_deal(7, "create"))
     deleted = v2_deal(7, "delete")
     deleted["data"], deleted["previous"] = None, {"id": 7, "title": "Gone"}
     deliver(client, deleted)
+    all_posted(store)
     assert [e["event"] for e in fake.events] == ["pipedrive.deal.create", "pipedrive.deal.delete"]
     assert len({e["id"] for e in fake.events}) == 2  # two Pipedrive events, two Prefect events
+    # the run the first one asked for takes both
+    assert [e["resource"][STARTS_RUN_LABEL] for e in fake.events] == ["yes", "no"]
 
 
 def test_redeliveries_give_identical_event_ids() -> None:
@@ -618,10 +676,87 @@ def test_other_objects_are_stored_without_an_event(
         answer = deliver(client, body)
         assert answer.status_code == 200
         assert answer.json()["stored"] is True and answer.json()["event"] == "not posted"
+        assert answer.json()["starts_run"] is False and answer.json()["event_id"] is None
         assert "incremental sync" in answer.json()["reason"]
+        assert store.inbox_get(inbox_key(body)).deal_id is None
     assert store.inbox_counts()["pending"] == 2
     assert store.inbox_get(inbox_key(lead)) is not None
     assert fake.events == [] and unposted_events(store) == []
+
+
+# -- off the request path: the background poster ----------------------------------------------
+def test_the_answer_does_not_wait_for_prefect(
+    client: TestClient, store: StateStore, fake: FakePrefect
+) -> None:
+    """Prefect holds every POST until released: the webhook is answered meanwhile, and its
+    event reaches Prefect afterwards."""
+    fake.mode = "block"
+    body = v2_deal(12)
+    answer = deliver(client, body)  # would hang until block_s if it waited for Prefect
+    assert answer.status_code == 200
+    assert answer.json() == {
+        "stored": True,
+        "duplicate": False,
+        "event": "queued",
+        "event_id": str(uuid.uuid5(EVENT_NAMESPACE, inbox_key(body))),
+        "starts_run": True,
+    }
+    assert store.inbox_get(inbox_key(body)).status == "pending"  # stored before the answer
+    fake.wait_until(lambda: fake.blocked == 1)  # the poster's post is under way, held
+    assert fake.events == [] and unposted_events(store) == [inbox_key(body)]
+    fake.release()
+    (event,) = fake.wait_for(lambda e: e["payload"]["deal_id"] == 12)
+    assert event["id"] == answer.json()["event_id"]
+    all_posted(store)
+
+
+def test_the_poster_runs_with_the_app_and_posts_what_was_owed_before(
+    settings: Settings, store: StateStore, fake: FakePrefect, api_url: str
+) -> None:
+    """Stored, then the receiver stopped before posting: the event is owed from the moment the
+    notification is stored, and the poster posts it when the receiver starts again."""
+    body = v2_deal(13)
+    store.inbox_add(inbox_key(body), body, deal_id=13)
+    app = create_receiver_app(settings, prefect_api_url=api_url, store=store)
+    pump = app.state.event_pump
+    assert not pump.running and unposted_events(store) == [inbox_key(body)]
+    with TestClient(app):
+        assert pump.running
+        (event,) = fake.wait_for(lambda e: True)
+        all_posted(store)
+    assert not pump.running  # stopped with the app
+    assert event["payload"]["inbox_key"] == inbox_key(body)
+    assert event["resource"] == deal_resource(13, starts_run=False)  # it never asked for a run
+
+
+def test_an_event_is_held_back_until_its_run_decision_is_stored(
+    client: TestClient, store: StateStore, fake: FakePrefect, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The poster looks at the inbox after a notification was stored and before the store
+    recorded that it asks for a run: its event must not go out saying "no"."""
+    pump = client.app.state.event_pump
+    reads: list[list[str]] = []
+    read, decide = store.inbox_not_posted, store.inbox_request_run
+
+    def recorded_read(limit: int = 100) -> list[Any]:
+        items = read(limit)
+        reads.append([item.dedupe_key for item in items])
+        return items
+
+    def late_decision(key: str, fresh_within: timedelta) -> bool:
+        seen = len(reads)
+        pump.wake()  # the poster reads the inbox (twice) while the decision is not made
+        wait_until(lambda: sum(key in r for r in reads[seen:]) >= 2, what=f"reads: {reads}")
+        return decide(key, fresh_within)
+
+    monkeypatch.setattr(store, "inbox_not_posted", recorded_read)
+    monkeypatch.setattr(store, "inbox_request_run", late_decision)
+    body = v2_deal(14)
+    assert deliver(client, body).json()["starts_run"] is True
+    (event,) = fake.wait_for(lambda e: True)
+    all_posted(store)
+    assert event["resource"] == deal_resource(14, starts_run=True)
+    assert len(fake.events) == 1
 
 
 # -- Prefect down -------------------------------------------------------------------------------
@@ -631,17 +766,20 @@ def test_prefect_down_the_notification_is_kept_and_drained_later(
     store: StateStore,
     fake: FakePrefect,
     api_url: str,
+    monkeypatch: pytest.MonkeyPatch,
     failure: int | str,
 ) -> None:
+    monkeypatch.setattr(deployments.events, "BATCH_POST_TIMEOUT_S", 0.5)  # before "hang" ends
     url = f"http://127.0.0.1:{free_port()}/api" if failure == "refused" else api_url
     fake.mode = 204 if failure == "refused" else failure
     fake.hang_s = 4.0
-    with TestClient(create_receiver_app(settings, prefect_api_url=url, store=store)) as client:
-        started = time.monotonic()
+    app = create_receiver_app(settings, prefect_api_url=url, store=store)
+    with TestClient(app) as client:
         answer = deliver(client, v1_deal())
-        assert time.monotonic() - started < 9  # Pipedrive gives up after 10 s
+        pump = app.state.event_pump
+        wait_until(lambda: pump.last_error is not None)  # the poster tried, and failed
     assert answer.status_code == 200
-    assert answer.json()["stored"] is True and answer.json()["event"] == "not posted"
+    assert answer.json() == {**answer.json(), "stored": True, "event": "queued"}
     key = inbox_key(v1_deal())
     assert store.inbox_get(key).status == "pending" and unposted_events(store) == [key]
     assert fake.events == []
@@ -652,47 +790,57 @@ def test_prefect_down_the_notification_is_kept_and_drained_later(
     assert drain_inbox(store, api_url) == 1  # Prefect is back
     (event,) = fake.events
     assert event["id"] == answer.json()["event_id"] and event["payload"]["inbox_key"] == key
+    assert event["resource"] == deal_resource(9, starts_run=True)
     assert unposted_events(store) == [] and drain_inbox(store, api_url) == 0
     assert store.inbox_get(key).status == "pending"  # the run it starts marks it done
 
 
-def test_a_redelivery_posts_again_only_when_the_first_post_failed(
+def test_prefect_down_the_poster_keeps_the_events_and_posts_them_once_it_is_back(
+    client: TestClient, store: StateStore, fake: FakePrefect, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(deployments.receiver, "POSTER_MAX_BACKOFF_S", 0.2)
+    fake.mode = 503
+    answers = [deliver(client, v2_deal(n)).json() for n in (1, 2)]
+    assert [a["event"] for a in answers] == ["queued", "queued"]
+    fake.wait_until(lambda: fake.attempts >= 2)  # tried, refused, tried again: still owed
+    assert client.get("/healthz").json()["events_not_posted"] == 2
+    fake.mode = 204
+    deliver(client, v2_deal(3))
+    all_posted(store)
+    assert sorted(e["payload"]["deal_id"] for e in fake.events) == [1, 2, 3]  # each once
+    by_deal = {e["payload"]["deal_id"]: e for e in fake.events}
+    assert by_deal[1]["id"] == answers[0]["event_id"]
+    assert [by_deal[n]["resource"][STARTS_RUN_LABEL] for n in (1, 2, 3)] == ["yes", "no", "no"]
+    assert client.get("/healthz").json()["events_not_posted"] == 0
+
+
+def test_a_redelivery_of_a_queued_event_wakes_the_poster_and_posts_nothing_twice(
     client: TestClient, store: StateStore, fake: FakePrefect
 ) -> None:
     body = v2_deal(11)
-    fake.mode = 503
-    assert deliver(client, body).json()["event"] == "not posted"
-    fake.mode = 204
-    again = deliver(client, body).json()  # Pipedrive's retry, Prefect is back
-    assert again == {**again, "duplicate": True, "event": "posted"}
-    assert [e["id"] for e in fake.events] == [again["event_id"]]
-    assert unposted_events(store) == []
-    deliver(client, body)  # a third delivery: already posted, nothing more
-    assert len(fake.events) == 1 and store.inbox_counts()["pending"] == 1
-
-
-def test_the_next_successful_post_drains_what_prefect_missed(
-    client: TestClient, store: StateStore, fake: FakePrefect
-) -> None:
-    fake.mode = 503
-    deliver(client, v2_deal(1))
-    deliver(client, v2_deal(2))
-    assert client.get("/healthz").json()["events_not_posted"] == 2
-    fake.mode = 204
-    deliver(client, v2_deal(3))  # posted, then the two waiting ones after the answer
-    assert sorted(e["payload"]["deal_id"] for e in fake.events) == [1, 2, 3]
-    assert unposted_events(store) == []
+    fake.mode = "block"
+    first = deliver(client, body).json()
+    assert first["event"] == "queued"
+    fake.wait_until(lambda: fake.blocked == 1)  # the poster's post is under way, held
+    again = deliver(client, body).json()  # Pipedrive's retry meanwhile: still queued
+    assert again == {**first, "duplicate": True, "starts_run": False}
+    fake.release()
+    all_posted(store)
+    third = deliver(client, body).json()  # a third delivery: already posted, nothing more
+    assert third == {**again, "event": "posted"}
+    all_posted(store)
+    assert [e["id"] for e in fake.events] == [first["event_id"]]
+    assert store.inbox_counts()["pending"] == 1
 
 
 def test_drain_forgets_notifications_already_settled(
-    client: TestClient, store: StateStore, fake: FakePrefect, api_url: str
+    store: StateStore, fake: FakePrefect, api_url: str
 ) -> None:
-    fake.mode = 503
-    deliver(client, v2_deal(21))
-    deliver(client, v2_deal(22))
+    for deal in (21, 22):
+        body = v2_deal(deal)
+        store.inbox_add(inbox_key(body), body, deal_id=deal)
     (first,) = store.inbox_claim(1)  # the incremental sync settled the older one
     store.inbox_done([first.id])
-    fake.mode = 204
     assert drain_inbox(store, api_url) == 1
     assert [e["payload"]["deal_id"] for e in fake.events] == [22]
     assert unposted_events(store) == []
@@ -701,8 +849,7 @@ def test_drain_forgets_notifications_already_settled(
 def test_an_event_owed_since_the_receiver_stopped_is_drained(
     store: StateStore, fake: FakePrefect, api_url: str
 ) -> None:
-    """Stored, then the receiver died before posting: the event is owed from the moment the
-    notification is stored, and the next drain posts it."""
+    """Stored, then the receiver died before posting: the next drain posts it."""
     body = v2_deal(31)
     key = inbox_key(body)
     assert store.inbox_add(key, body)
@@ -725,6 +872,24 @@ def test_drain_settles_owed_items_that_get_no_event_without_a_post(
     assert drain_inbox(store, api_url) == 0
     assert fake.events == [] and unposted_events(store) == []
     assert store.inbox_counts()["pending"] == 3  # still there for the incremental sync
+
+
+def test_an_event_prefect_refuses_is_set_aside_and_the_others_are_posted(
+    store: StateStore, fake: FakePrefect, api_url: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Prefect refuses a whole request for one event it finds invalid (422): the batch is
+    split until that event is found, which is logged and no longer owed (its notification
+    stays pending for the runs and the incremental sync); the others are posted."""
+    caplog.set_level(logging.INFO)
+    for deal in range(1, 8):
+        body = v2_deal(deal)
+        store.inbox_add(inbox_key(body), body, deal_id=deal)
+    fake.reject = lambda event: event["payload"]["deal_id"] == 4
+    assert drain_inbox(store, api_url) == 6
+    assert sorted(e["payload"]["deal_id"] for e in fake.events) == [1, 2, 3, 5, 6, 7]
+    assert unposted_events(store) == [] and store.inbox_counts()["pending"] == 7
+    (refused,) = [r for r in caplog.records if r.levelno == logging.ERROR]
+    assert "of deal 4 refused by Prefect" in refused.getMessage()
 
 
 def test_a_store_that_cannot_be_written_gets_503_so_pipedrive_retries(
@@ -760,6 +925,7 @@ def test_the_public_url_path_is_served_too(
         assert c.post("/pd/hook", json=v1_deal(), headers=basic()).status_code == 200
         assert c.post(WEBHOOK_PATH, json=v2_deal(), headers=basic()).status_code == 200
         assert c.post("/pd/hook", json=v1_deal()).status_code == 401
+        all_posted(store)
     assert len(fake.events) == 2
 
 
@@ -808,7 +974,7 @@ def test_a_deal_changed_in_pipedrive_reaches_prefect_as_an_event(
     deal = sandbox.pipedrive_seed.deals[0]
     deal_id = int(deal["id"])
     with (
-        ServedApp(app) as receiver,
+        served(app) as receiver,
         httpx.Client(
             base_url=sandbox.pipedrive_url,
             headers={"x-api-token": sandbox.pipedrive_token},
@@ -836,7 +1002,7 @@ def test_a_deal_changed_in_pipedrive_reaches_prefect_as_an_event(
             assert patched.status_code == 200
             (event,) = fake.wait_for(lambda e: e["payload"]["deal_id"] == deal_id)
             assert event["event"] == "pipedrive.deal.change"
-            assert event["resource"] == {"prefect.resource.id": f"pipedrive.deal.{deal_id}"}
+            assert event["resource"] == deal_resource(deal_id, starts_run=True)
             log = _wait_for_deliveries(sandbox, {h["id"] for h in hooks})
         finally:
             for hook in hooks:
@@ -865,35 +1031,66 @@ def _wait_for_deliveries(sb: Sandbox, hook_ids: set[int], timeout: float = 60.0)
 
 
 # -- a real Prefect API -------------------------------------------------------------------------
+def _prefect_events(api_url: str, ids: list[str], timeout: float = 60.0) -> list[dict[str, Any]]:
+    """The events Prefect stored under `ids`, once it has them all (it stores asynchronously)."""
+    deadline = time.monotonic() + timeout
+    while True:
+        page = httpx.post(
+            f"{api_url}/events/filter",
+            json={"filter": {"id": {"id": ids}}, "limit": 50},
+            timeout=10,
+        )
+        assert page.status_code == 200, page.text
+        found: list[dict[str, Any]] = page.json()["events"]
+        if len(found) >= len(ids) or time.monotonic() > deadline:
+            return found
+        time.sleep(0.2)
+
+
 @pytest.mark.slow
 @pytest.mark.usefixtures("prefect_harness")
 def test_a_real_prefect_api_takes_the_event_once(settings: Settings, store: StateStore) -> None:
     """The default API URL (PREFECT_API_URL) and the event's shape, checked by Prefect itself:
-    it answers 204, keeps the event under its deterministic id, and keeps it once however
-    often the delivery comes."""
+    it answers 204, keeps the event under its deterministic id with its starts-run label, and
+    keeps it once however often the delivery comes."""
     from deployments.events import default_prefect_api_url
 
     api_url = default_prefect_api_url()
     assert api_url
     body = v2_deal(4242)
     with TestClient(create_receiver_app(settings, store=store)) as client:
-        answers = [deliver(client, body).json() for _ in range(2)]
-    assert [a["event"] for a in answers] == ["posted", "posted"]
-    event_id = answers[0]["event_id"]
+        first = deliver(client, body).json()
+        all_posted(store)
+        again = deliver(client, body).json()
+    assert first["event"] == "queued" and first["starts_run"] is True
+    assert again == {**first, "duplicate": True, "event": "posted", "starts_run": False}
+    event_id = first["event_id"]
     assert drain_inbox(store, api_url) == 0
-    deadline = time.monotonic() + 60
-    while True:  # Prefect stores events asynchronously
-        page = httpx.post(
-            f"{api_url}/events/filter",
-            json={"filter": {"id": {"id": [event_id]}}, "limit": 10},
-            timeout=10,
-        )
-        assert page.status_code == 200, page.text
-        found = page.json()["events"]
-        if found or time.monotonic() > deadline:
-            break
-        time.sleep(0.2)
-    (event,) = found
+    (event,) = _prefect_events(api_url, [event_id])
     assert event["event"] == "pipedrive.deal.change"
     assert event["resource"]["prefect.resource.id"] == "pipedrive.deal.4242"
+    assert event["resource"][STARTS_RUN_LABEL] == STARTS_RUN_YES
     assert event["payload"]["deal_id"] == 4242
+
+
+@pytest.mark.slow
+@pytest.mark.usefixtures("prefect_harness")
+def test_a_real_prefect_api_takes_a_batch_and_a_waiting_event(store: StateStore) -> None:
+    """Prefect's `POST /events` takes a list of many events in one request, and the waiting
+    event's shape (a random id, the starts-run label)."""
+    from deployments.events import EventPoster, default_prefect_api_url, waiting_event
+
+    api_url = default_prefect_api_url()
+    assert api_url
+    bodies = [v2_deal(4300 + n) for n in range(5)]
+    for n, body in enumerate(bodies):
+        store.inbox_add(inbox_key(body), body, deal_id=4300 + n)
+    assert drain_inbox(store, api_url) == 5
+    waiting = waiting_event(inbox_key(bodies[0]), 4300)
+    with EventPoster(api_url) as poster:
+        assert poster.send_batch([waiting]) is None
+    ids = [pipedrive_event(b)["id"] for b in bodies] + [waiting["id"]]
+    found = {e["id"]: e for e in _prefect_events(api_url, ids)}
+    assert set(found) == set(ids)
+    assert found[waiting["id"]]["event"] == "pipedrive.deal.waiting"
+    assert found[waiting["id"]]["resource"][STARTS_RUN_LABEL] == STARTS_RUN_YES

@@ -69,7 +69,10 @@ def test_serve_builds_the_four_deployments_with_trigger_schedule_and_limits(
     deal = built["deal-sync"]
     (trigger,) = deal.triggers
     assert trigger.expect == {"pipedrive.deal.*"}
-    assert trigger.match.model_dump() == {"prefect.resource.id": "pipedrive.deal.*"}
+    assert trigger.match.model_dump() == {
+        "prefect.resource.id": "pipedrive.deal.*",
+        "pdsync.starts-run": "yes",
+    }
     assert trigger.posture == "Reactive" and trigger.threshold == 1
     assert trigger.parameters == {
         "deal_id": "{{ event.payload.deal_id }}",
