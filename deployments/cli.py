@@ -6,6 +6,7 @@
     pdsync sync    [--settings DIR] [--full]
     pdsync resync  COMPANY [--settings DIR]
     pdsync serve   [--settings DIR] # receiver + every deployment, on one machine
+    pdsync worker  [--settings DIR] # deal-sync runs of prefect deploy's deployment, warm
     pdsync sandbox [--settings DIR] [SANDBOX FLAGS...]
 
 Flows run in this process, on the Prefect API in `PREFECT_API_URL` (a temporary local one when
@@ -21,6 +22,7 @@ from deployments.commands.check import check
 from deployments.commands.common import EXIT_FAILURE, EXIT_OK
 from deployments.commands.local import demo, sandbox, serve
 from deployments.commands.runs import connect, resync, sync
+from deployments.commands.worker import worker
 from deployments.render import counts_table, print_report, run_sync_with_progress
 
 app = typer.Typer(
@@ -48,6 +50,7 @@ app.command()(connect)
 app.command()(sync)
 app.command()(resync)
 app.command()(serve)
+app.command()(worker)
 app.command(context_settings={"allow_extra_args": True, "ignore_unknown_options": True})(sandbox)
 app.command()(demo)
 

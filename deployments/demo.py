@@ -70,6 +70,8 @@ class Change:
     changed_wall: float = 0.0  # time.time() of the API call
     run: dict[str, Any] | None = None
     report: dict[str, Any] = field(default_factory=dict)
+    action: str | None = None  # what the run did with the deal (its run-log line)
+    reason: str | None = None
 
 
 # -- settings --------------------------------------------------------------------------------
@@ -365,7 +367,7 @@ class Demo:
             self._connect_and_backfill(str(settings_dir))
             self._start_serve(settings_dir, receiver_port, api_url)
             changes = self._change_deals(str(settings_dir))
-            self._wait_for_runs(changes, api_url)
+            self._wait_for_runs(changes, api_url, str(settings_dir))
             self._report(changes, str(settings_dir))
             if self.keep_running and self.ok:
                 self._keep_serving(receiver_url)
@@ -456,22 +458,37 @@ class Demo:
                 )
         return changes
 
-    def _wait_for_runs(self, changes: list[Change], api_url: str) -> None:
+    def _wait_for_runs(self, changes: list[Change], api_url: str, settings_dir: str) -> None:
+        """Wait until the run that synced each changed deal finished. A run takes every
+        waiting notification, so one run may sync several of the changes: the state store's
+        run log says which run synced which deal."""
+        from datetime import UTC, datetime
+
+        from mappings.loading import load_settings
+        from store import StateStore
+
         wanted = {c.deal["id"]: c for c in changes}
         deadline = time.monotonic() + self.timeout_s
         reported: set[int] = set()
         with (
+            StateStore(load_settings(settings_dir).store_url) as store,
             httpx.Client(base_url=api_url, timeout=10) as api,
             self.out.status("Waiting for the webhook-started deal-sync runs...") as status,
         ):
             while True:
-                runs = deal_sync_runs(api)
                 for deal_id, change in wanted.items():
-                    run = runs.get(deal_id)
-                    if run is None:
+                    if deal_id in reported:
                         continue
-                    change.run = run
-                    if run["state_type"] in TERMINAL and deal_id not in reported:
+                    since = datetime.fromtimestamp(change.changed_wall - 1, UTC)
+                    history = store.record_history("deal", deal_id, since=since)
+                    if not history:
+                        continue
+                    response = api.get(f"/flow_runs/{history[-1].run_id}")
+                    if response.status_code != 200:
+                        continue
+                    run = change.run = response.json()
+                    change.action, change.reason = history[-1].action, history[-1].reason
+                    if run["state_type"] in TERMINAL:
                         reported.add(deal_id)
                         self.say(
                             f"deal {deal_id}: run '{run['name']}' {run['state_name']} "
@@ -504,7 +521,8 @@ class Demo:
         settings = load_settings(settings_dir)
         licenses = {str(r.get("sourceId")): r for r in self.sandbox.planhat.records("licenses")}
         table = Table(
-            title="What the webhooks did (each one a deal-sync run started by its Prefect event)",
+            title="What the webhooks did (deal-sync runs started by their Prefect events; a run "
+            "syncs every notification waiting when it starts)",
             title_justify="left",
             show_lines=True,
         )
@@ -561,17 +579,10 @@ class Demo:
         self, change: Change, report: Any, license: dict[str, Any] | None
     ) -> tuple[str, str, bool]:
         """(what is in Planhat, why, as expected?) for one change."""
-        deal_id = change.deal["id"]
         if report is None:
             return "nothing (no run)", "no deal-sync run was found", False
-        deal_counts = report.counts.get("deal", {})
-        action = next(iter(deal_counts), "none")
-        reasons = [
-            p.reason or ""
-            for p in report.problems
-            if p.object_type == "deal" and p.pipedrive_id == deal_id
-        ]
-        why = "; ".join(reasons)
+        action = change.action or "none"
+        why = change.reason or ""
         others = ", ".join(
             f"{obj} {act} {n}"
             for obj, acts in sorted(report.counts.items())

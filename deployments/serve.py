@@ -10,8 +10,15 @@ What runs, in one process:
 * **the inbox drain** (a thread): every `drain_every_s` seconds, and once at start, the events
   of notifications whose event was not posted (Prefect was unreachable when they came) are
   posted again;
-* **a `prefect.serve`-style runner** of the four deployments (`deployments.definitions`),
-  polling for work every second (`PREFECT_RUNNER_POLL_FREQUENCY=1`).
+* **deal-sync runs, warm** (`deployments.warm`): executed on threads of this process (at most
+  `--deal-concurrency` at once), polled every 0.5 s: no Python start-up per run;
+* **a `prefect.serve`-style runner** of the three other deployments
+  (`deployments.definitions`), polling for work every second
+  (`PREFECT_RUNNER_POLL_FREQUENCY=1`), a process per run.
+
+`--receiver-only` runs the receiver and the drain alone (the flows run elsewhere);
+`--worker-only` the flows alone (no receiver: several such processes may share one Prefect
+server and one state store on PostgreSQL; a deal is never synced by two of them at once).
 
 The Prefect API is `PREFECT_API_URL` when set; otherwise a local `prefect server start` is
 started and stopped with the process (`deployments.prefect_server`). Deployments and their
@@ -178,7 +185,7 @@ class InboxDrainer:
         with StateStore(self.store_url) as store:
             n = drain_inbox(store, self.api_url)
         if n:
-            log.info("inbox: re-posted the events of %d pending notifications", n)
+            log.info("inbox: posted %d event(s) for waiting notifications", n)
         self.posted += n
         return n
 
@@ -231,6 +238,7 @@ def run_serve(
     deal_concurrency: int = DEAL_SYNC_CONCURRENCY,
     drain_every_s: float = DRAIN_EVERY_S,
     receiver_only: bool = False,
+    worker_only: bool = False,
     announce: Callable[[str], None] = print,
 ) -> None:
     """Serve until SIGINT or SIGTERM. Raises `SettingsError` (invalid settings) or
@@ -238,8 +246,10 @@ def run_serve(
     from mappings.loading import load_settings
     from tasks.credentials import receiver_password
 
+    if receiver_only and worker_only:
+        raise ServeError("--receiver-only and --worker-only exclude each other")
     settings = load_settings(settings_dir)
-    if settings.integration.connection.receiver.basic_auth.password_env:
+    if not worker_only and settings.integration.connection.receiver.basic_auth.password_env:
         receiver_password(settings)  # not set: a located SettingsError before anything starts
     if not receiver_only:  # the flows need both connections: their mistakes fail here too
         from mappings.errors import SettingsError
@@ -254,7 +264,8 @@ def run_serve(
     if logging.getLogger("deployments").level == logging.NOTSET:
         logging.getLogger("deployments").setLevel(logging.INFO)  # a line per webhook
     where = receiver_address(settings, host, port)
-    check_receiver_port(where.host, where.port)
+    if not worker_only:
+        check_receiver_port(where.host, where.port)
     with contextlib.ExitStack() as stack:
         stack.enter_context(_sigterm_interrupts())  # the local server is stopped on SIGTERM too
         url = stack.enter_context(
@@ -263,24 +274,28 @@ def run_serve(
         stack.enter_context(prefect_settings(url))
         runner = None
         if not receiver_only:
-            runner = register(settings, settings_arg, deal_concurrency)
+            runner, warm = register(settings, settings_arg, deal_concurrency)
+            stack.callback(warm.stop)
+            warm.start()
             inc = settings.integration.incremental
             announce(
                 f"Deployments: {', '.join(DEPLOYMENT_NAMES)} (deal-sync on {DEAL_EVENTS} "
-                f"events, incremental-sync on '{inc.cron}' {inc.timezone})"
+                f"events, warm: up to {deal_concurrency} at once in this process; "
+                f"incremental-sync on '{inc.cron}' {inc.timezone})"
             )
-        from deployments.receiver import WEBHOOK_PATH, create_receiver_app
+        if not worker_only:
+            from deployments.receiver import WEBHOOK_PATH, create_receiver_app
 
-        app = create_receiver_app(settings, prefect_api_url=url)
-        receiver = ReceiverServer(app, where.host, where.port).start()
-        stack.callback(receiver.stop)
-        drainer = InboxDrainer(settings.store_url, url, drain_every_s).start()
-        stack.callback(drainer.stop)
-        public = settings.integration.connection.receiver.public_url
-        announce(
-            f"Receiver: {receiver.url}{WEBHOOK_PATH} (GET /healthz)"
-            + (f"; Pipedrive posts to {public}" if public else "")
-        )
+            app = create_receiver_app(settings, prefect_api_url=url)
+            receiver = ReceiverServer(app, where.host, where.port).start()
+            stack.callback(receiver.stop)
+            drainer = InboxDrainer(settings.store_url, url, drain_every_s).start()
+            stack.callback(drainer.stop)
+            public = settings.integration.connection.receiver.public_url
+            announce(
+                f"Receiver: {receiver.url}{WEBHOOK_PATH} (GET /healthz)"
+                + (f"; Pipedrive posts to {public}" if public else "")
+            )
         announce(f"pdsync serve: ready (Prefect API {url}). Ctrl-C stops.")
         if runner is None:
             _wait_for_signal()

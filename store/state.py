@@ -1003,5 +1003,31 @@ class StateStore:
             problems_total=sum(r.count for r in reasons),
         )
 
+    def record_history(
+        self, object_type: str, pipedrive_id: int, *, since: datetime | None = None
+    ) -> list[RunLogEntry]:
+        """What the runs did with one Pipedrive record, oldest first (`since`: logged at or
+        after): which run synced a deal, whichever notification started that run."""
+        object_type = check_object_type(object_type)
+        query = sa.select(run_log).where(
+            run_log.c.object_type == object_type,
+            run_log.c.pipedrive_id == check_pipedrive_id(pipedrive_id),
+        )
+        if since is not None:
+            query = query.where(run_log.c.at >= aware_utc(since, "since"))
+        with self._engine.connect() as conn:
+            return [
+                RunLogEntry(
+                    run_id=r.run_id,
+                    object_type=r.object_type,
+                    action=r.action,
+                    pipedrive_id=r.pipedrive_id,
+                    planhat_id=r.planhat_id,
+                    reason=r.reason,
+                    at=r.at,
+                )
+                for r in conn.execute(query.order_by(run_log.c.id))
+            ]
+
 
 __all__ = ["StateStore", "StoreUnavailableError"]

@@ -46,7 +46,11 @@ def serve(
         ),
     ] = 4200,  # fmt: skip
     deal_concurrency: Annotated[
-        int, typer.Option(min=1, help="At most this many deal-sync runs at once.")
+        int,
+        typer.Option(
+            min=1,
+            help="At most this many deal-sync runs at once (run in this process, warm).",
+        ),
     ] = 4,
     drain_every: Annotated[
         float,
@@ -63,11 +67,21 @@ def serve(
             "prefect deploy --all).",
         ),
     ] = False,
+    worker_only: Annotated[
+        bool,
+        typer.Option(
+            "--worker-only",
+            help="Run only the flows (no receiver): another process takes the webhooks "
+            "(pdsync serve --receiver-only). Several may share one Prefect server and one "
+            "state store on PostgreSQL.",
+        ),
+    ] = False,
 ) -> None:
     """Run everything on this machine: the webhook receiver and every deployment.
 
     Registers the four deployments with the Prefect API and serves them from this process:
-    deal-sync (started by each Pipedrive deal notification, through an event trigger),
+    deal-sync (started by Pipedrive deal notifications through an event trigger, each run
+    taking every waiting notification; run warm, on threads of this process),
     incremental-sync (on the settings' schedule), company-resync and connect (ad hoc, from the
     Prefect UI), polling every second. The receiver takes Pipedrive's notifications on
     /webhooks/pipedrive. Uses the Prefect API in PREFECT_API_URL, or starts a local Prefect
@@ -80,6 +94,7 @@ def serve(
     PREFECT_API_URL=http://prefect:4200/api pdsync serve       # a shared Prefect server
     pdsync serve --host 0.0.0.0 --port 8713                    # behind an HTTPS proxy
     pdsync serve --receiver-only                               # flows run on a worker
+    pdsync serve --worker-only                                 # flows only (one of several)
     ```
     """
     directory = settings_arg(settings)
@@ -96,6 +111,7 @@ def serve(
             deal_concurrency=deal_concurrency,
             drain_every_s=drain_every,
             receiver_only=receiver_only,
+            worker_only=worker_only,
             announce=lambda line: out.print(line, markup=False),
         )
 

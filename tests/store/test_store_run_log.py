@@ -107,3 +107,13 @@ def test_long_reasons_are_clipped(store: StateStore) -> None:
     store.log_actions("r", [RunAction("deal", "failed", 1, reason="x" * 10_000)])
     [problem] = store.run_report("r").problems
     assert problem.reason is not None and len(problem.reason) == 2000
+
+
+def test_a_records_history_names_the_runs_that_synced_it(store: StateStore, clock) -> None:  # type: ignore[no-untyped-def]
+    backfill(store, "run-1")
+    later = clock.advance(seconds=30)
+    store.log_actions("run-2", [RunAction("deal", "updated", 100, "ph-l100")])
+    history = store.record_history("deal", 100)
+    assert [(h.run_id, h.action) for h in history] == [("run-1", "created"), ("run-2", "updated")]
+    assert [h.run_id for h in store.record_history("deal", 100, since=later)] == ["run-2"]
+    assert store.record_history("deal", 999) == []

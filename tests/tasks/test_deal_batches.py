@@ -68,13 +68,17 @@ def test_a_failed_batch_waits_again_then_is_left_to_the_incremental_sync(
 def test_a_burst_is_collected_into_a_fuller_batch_and_a_calm_pace_is_not_held_up(
     store: StateStore, monkeypatch: pytest.MonkeyPatch
 ) -> None:
+    monkeypatch.setattr(inbox_tasks, "DEAL_BATCH", 8)
+    monkeypatch.setattr(inbox_tasks, "BURST_PER_S", 3)
     slept: list[float] = []
     now = [0.0]
+    burst = [True]
 
     def sleep(s: float) -> None:
         slept.append(s)
         now[0] += s
-        if len(slept) == 2:  # the burst goes on while the run waits: the batch fills
+        if len(slept) == 2 and burst[0]:  # the burst goes on while the run waits: it fills
+            burst[0] = False
             for n in range(100, 100 + inbox_tasks.DEAL_BATCH):
                 notify(store, f"b{n}", n)
 

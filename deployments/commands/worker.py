@@ -1,0 +1,89 @@
+"""`pdsync worker`: deal-sync runs of a `prefect deploy` deployment, executed warm in this
+process (beside the work pool's own worker, which runs the other deployments a process each).
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import threading
+from typing import Annotated, Any
+
+import typer
+
+from deployments.commands.common import SettingsDir, errors_to_exit_status, settings_arg
+from deployments.render import out
+
+__all__ = ["worker"]
+
+
+def worker(
+    settings: SettingsDir = None,
+    deployment: Annotated[
+        str,
+        typer.Option(help="The deal-sync deployment, as FLOW/DEPLOYMENT."),
+    ] = "deal-sync/deal-sync",
+    concurrency: Annotated[
+        int, typer.Option(min=1, help="At most this many deal-sync runs at once.")
+    ] = 4,
+) -> None:
+    """Run deal-sync flow runs warm: in this process, with no Python start-up per run.
+
+    For deployments made with prefect deploy --all (prefect.yaml puts deal-sync on the work
+    pool's `webhooks` queue): run this beside `prefect worker start --pool pdsync --work-queue
+    default`, which runs the other deployments. Polls the Prefect API (PREFECT_API_URL) every
+    0.5 s for due deal-sync runs and executes them on threads; the Prefect UI shows them as
+    any run. Several may run at once, on several machines: each run is taken by one of them.
+    Ctrl-C or SIGTERM stop it once its runs in progress are done.
+
+    **Example**
+
+    ```
+    PREFECT_API_URL=http://prefect:4200/api pdsync worker --settings /etc/pdsync
+    ```
+    """
+    directory = settings_arg(settings)
+    with errors_to_exit_status():
+        run_worker(directory, deployment, concurrency)
+
+
+def run_worker(settings_dir: str | None, deployment: str, concurrency: int) -> None:
+    from prefect.client.orchestration import get_client
+
+    from deployments.serve import ServeError
+    from deployments.warm import WarmRunner
+    from flows.deal_sync import deal_sync
+    from mappings.loading import load_settings
+
+    settings = load_settings(settings_dir)  # a settings error stops it here, located
+    os.environ["PDSYNC_SETTINGS_DIR"] = str(settings.directory)  # for runs left on default
+    if not os.environ.get("PREFECT_API_URL"):
+        raise ServeError("PREFECT_API_URL is not set: give the Prefect API the deployments are on")
+    with get_client(sync_client=True) as client:
+        try:
+            found = client.read_deployment_by_name(deployment)
+        except Exception as exc:  # noqa: BLE001 - not found, or Prefect unreachable
+            raise ServeError(
+                f"deployment {deployment!r} not found on the Prefect API ({type(exc).__name__}): "
+                "run prefect deploy --all first"
+            ) from None
+    warm = WarmRunner({found.id: deal_sync}, concurrency=concurrency).start()
+    out.print(
+        f"pdsync worker: running {deployment} warm, up to {concurrency} at once. Ctrl-C stops.",
+        markup=False,
+    )
+    stop = threading.Event()
+
+    def handler(signum: int, frame: Any) -> None:
+        stop.set()
+
+    previous = signal.signal(signal.SIGTERM, handler)
+    try:
+        while not stop.wait(0.5):
+            pass
+    except KeyboardInterrupt:
+        pass
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+        warm.stop()
+    out.print("pdsync worker: stopped", markup=False)

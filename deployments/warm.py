@@ -1,0 +1,172 @@
+"""Warm runs: flow runs of a deployment executed in this long-lived process, on threads, with no
+Python start-up per run (the cost that dominated a webhook's latency: 1.7–3.9 s of importing
+Prefect and the flows for ~0.4 s of work).
+
+    warm = WarmRunner({deployment_id: deal_sync}, concurrency=4).start()   # polls every 0.5 s
+    ...
+    warm.stop()                                                            # waits for its runs
+
+It does what Prefect's runner does for a run, in-process: it polls the Prefect API for the
+deployments' scheduled runs that are due (`POST /deployments/get_scheduled_flow_runs`), moves
+each to Pending (the server's orchestration decides: a run another worker took, or one over
+the deployment's concurrency limit, is refused and left alone), then executes it with
+Prefect's own flow engine (`prefect.flow_engine.run_flow` with the flow run object, as the
+engine's subprocess does). States, task runs, logs and artifacts reach the Prefect UI exactly
+as for any run.
+
+Used by `pdsync serve` (the deal-sync deployment, served warm; the other three by Prefect's
+runner, a process each) and by `pdsync worker` (the deal-sync deployment of `prefect deploy`,
+beside a work pool's worker).
+
+What a warm run cannot do: be killed mid-run. Cancelling one in the Prefect UI takes effect
+when the run finishes (a deal-sync batch takes seconds); stopping the process (SIGINT or
+SIGTERM) lets the running ones finish first, and a run killed with the process is marked
+crashed by nobody: the state store gives its notifications back after `STALE_CLAIM`, and the
+next run or the incremental sync syncs them.
+"""
+
+from __future__ import annotations
+
+import contextvars
+import logging
+import threading
+import time
+from collections.abc import Callable, Mapping
+from concurrent.futures import Future, ThreadPoolExecutor
+from datetime import UTC, datetime
+from typing import TYPE_CHECKING, Any
+from uuid import UUID
+
+if TYPE_CHECKING:
+    from prefect.client.orchestration import SyncPrefectClient
+    from prefect.client.schemas.objects import FlowRun
+    from prefect.flows import Flow
+
+log = logging.getLogger(__name__)
+
+#: seconds between two polls for due runs
+POLL_S = 0.5
+
+
+class WarmRunner:
+    """Executes the due flow runs of `flows` (deployment id → its flow) in this process, at most
+    `concurrency` at once. `start()` polls on a thread of its own; `stop()` ends polling and
+    waits for the runs in progress."""
+
+    def __init__(
+        self,
+        flows: Mapping[UUID, Flow[..., Any]],
+        *,
+        concurrency: int,
+        poll_s: float = POLL_S,
+    ) -> None:
+        if concurrency < 1:
+            raise ValueError(f"concurrency must be at least 1, got {concurrency}")
+        self.flows = dict(flows)
+        self.concurrency = concurrency
+        self.poll_s = poll_s
+        self.executed = 0
+        # the caller's Prefect settings (API URL...) are context variables: every thread of
+        # this runner starts from a copy of them
+        self._context = contextvars.copy_context()
+        self._stop = threading.Event()
+        self._pool = ThreadPoolExecutor(concurrency, thread_name_prefix="pdsync-warm-run")
+        self._running: dict[UUID, Future[None]] = {}
+        self._lock = threading.Lock()
+        self._thread = threading.Thread(target=self._poll_loop, name="pdsync-warm", daemon=True)
+
+    def start(self) -> WarmRunner:
+        self._thread.start()
+        return self
+
+    def stop(self, timeout_s: float = 120.0) -> None:
+        self._stop.set()
+        if self._thread.is_alive():
+            self._thread.join(timeout_s)
+        self._pool.shutdown(wait=True, cancel_futures=True)
+
+    @property
+    def running(self) -> int:
+        with self._lock:
+            return len(self._running)
+
+    # -- polling --------------------------------------------------------------------------------
+    def _poll_loop(self) -> None:
+        self._context.copy().run(self._poll_forever)
+
+    def _poll_forever(self) -> None:
+        from prefect.client.orchestration import get_client
+
+        with get_client(sync_client=True) as client:
+            while not self._stop.is_set():
+                try:
+                    self.poll_once(client)
+                except Exception as exc:  # noqa: BLE001 - Prefect unreachable: poll again
+                    log.warning("warm runs: polling Prefect failed (%s); trying again", exc)
+                    self._stop.wait(5.0)
+                self._stop.wait(self.poll_s)
+
+    def poll_once(self, client: SyncPrefectClient) -> int:
+        """Take the due runs there is room for; returns how many were started."""
+        free = self.concurrency - self.running
+        if free <= 0 or not self.flows:
+            return 0
+        due = client.get_scheduled_flow_runs_for_deployments(
+            deployment_ids=list(self.flows), scheduled_before=datetime.now(UTC), limit=free
+        )
+        started = 0
+        for flow_run in due:
+            if flow_run.id in self._running or not self._take(client, flow_run.id):
+                continue
+            future = self._pool.submit(self._context.copy().run, self._execute, flow_run.id)
+            with self._lock:
+                self._running[flow_run.id] = future
+            future.add_done_callback(self._finished_callback(flow_run.id))
+            started += 1
+        return started
+
+    def _finished_callback(self, run_id: UUID) -> Callable[[Future[None]], None]:
+        def finished(_: Future[None]) -> None:
+            with self._lock:
+                self._running.pop(run_id, None)
+                self.executed += 1
+
+        return finished
+
+    @staticmethod
+    def _take(client: SyncPrefectClient, run_id: UUID) -> bool:
+        """Move the run to Pending: True when this process may execute it."""
+        from prefect.exceptions import Abort
+        from prefect.states import Pending
+        from prefect.utilities.engine import propose_state_sync
+
+        try:
+            state = propose_state_sync(client, Pending(), flow_run_id=run_id)
+        except Abort:  # another worker took it, or it was cancelled meanwhile
+            return False
+        return state.is_pending()
+
+    # -- one run --------------------------------------------------------------------------------
+    def _execute(self, run_id: UUID) -> None:
+        from prefect.client.orchestration import get_client
+        from prefect.flow_engine import run_flow
+
+        started = time.monotonic()
+        with get_client(sync_client=True) as client:
+            flow_run: FlowRun = client.read_flow_run(run_id)
+        flow = self.flows[flow_run.deployment_id] if flow_run.deployment_id else None
+        if flow is None:  # not ours (cannot happen: we poll our deployments only)
+            return
+        log.info("%s run '%s' started (warm)", flow.name, flow_run.name)
+        state: Any = None
+        try:
+            state = run_flow(flow, flow_run=flow_run, return_type="state", error_logger=log)
+        except BaseException:  # noqa: BLE001 - the engine has recorded the run's state
+            log.exception("%s run '%s' ended with an error", flow.name, flow_run.name)
+        log.info(
+            "%s run '%s' %s in %.2f s",
+            flow.name,
+            flow_run.name,
+            getattr(state, "name", "ended"),
+            time.monotonic() - started,
+        )

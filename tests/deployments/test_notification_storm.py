@@ -1,0 +1,293 @@
+"""A storm of deal notifications, end to end (sandbox Pipedrive's real webhooks → receiver →
+Prefect events → trigger → warm deal-sync runs → sandbox Planhat), against real Prefect
+servers: every license ends equal to the deal's final state in Pipedrive, in far fewer runs
+than notifications, nothing lost, nothing twice. Then the same with the state store and
+Prefect's database on PostgreSQL, the receiver in one process and the flows in two others.
+
+The timeouts only catch hangs (the bench, bench/notifications.py, measures the speed)."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import random
+import socket
+import subprocess
+import sys
+import time
+from collections import Counter
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+
+from deployments.demo import write_demo_settings
+from deployments.prefect_server import LocalPrefectServer, group_members, stop_process_group
+from deployments.sandbox_settings import SANDBOX_DIR
+from mappings.loading import load_settings
+from sandbox.runner import Sandbox
+from store import StateStore
+from store.testing import PostgresUnavailable, TemporaryPostgres
+from tasks.account import open_pipedrive
+from tasks.connect import ensure_webhook
+
+pytestmark = pytest.mark.slow
+
+PASSWORD = "storm-receiver-password"
+
+
+def _free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
+
+
+@contextlib.contextmanager
+def _process(args: list[str], env: dict[str, str], log: Path) -> Iterator[subprocess.Popen[bytes]]:
+    command = [sys.executable, "-m", "deployments.cli", *args]
+    with open(log, "ab") as out:
+        process = subprocess.Popen(  # noqa: S603 - our own interpreter
+            command, stdout=out, stderr=subprocess.STDOUT, env=env, start_new_session=True
+        )
+    try:
+        yield process
+    finally:
+        pgid = process.pid
+        stop_process_group(process, timeout_s=30)
+        assert group_members(pgid) == []
+
+
+def _wait(what: str, check: Callable[[], Any], timeout_s: float, *logs: Path) -> Any:
+    deadline = time.monotonic() + timeout_s  # only catches hangs: not a timing assertion
+    while time.monotonic() < deadline:
+        value = check()
+        if value:
+            return value
+        time.sleep(0.5)
+    tails = "\n".join(f"--- {p.name}\n{p.read_text()[-4000:]}" for p in logs if p.exists())
+    raise AssertionError(f"{what} within {timeout_s:.0f} s\n{tails}")
+
+
+def _healthy(port: int) -> bool:
+    with contextlib.suppress(httpx.HTTPError):
+        return httpx.get(f"http://127.0.0.1:{port}/healthz", timeout=5).status_code == 200
+    return False
+
+
+def _storm(sb: Sandbox, deals: list[dict[str, Any]], rounds: int, seed: int) -> dict[int, float]:
+    """Change each deal's value `rounds` times, shuffled, through the Pipedrive API (each a
+    real webhook), and redeliver a fifth of the events (Pipedrive's at-least-once delivery).
+    Returns each deal's final value."""
+    rng = random.Random(seed)
+    changes = [(d, r) for d in deals for r in range(rounds)]
+    rng.shuffle(changes)
+    final: dict[int, float] = {}
+    with httpx.Client(
+        base_url=sb.pipedrive_url, headers={"x-api-token": sb.pipedrive_token}, timeout=30
+    ) as pd:
+        for n, (deal, _round) in enumerate(changes):
+            value = float(10_000 + 100 * deal["id"] + n)
+            pd.patch(f"/api/v2/deals/{deal['id']}", json={"value": value}).raise_for_status()
+            final[deal["id"]] = value
+            if n % 5 == 4:  # a duplicate of an earlier delivery, in between the changes
+                delivered = [e["event_id"] for e in sb.pipedrive.deliveries() if e.get("ok")]
+                if delivered:
+                    sb.pipedrive.redeliver(rng.choice(delivered))
+    return final
+
+
+def _licenses_match(sb: Sandbox, final: dict[int, float]) -> bool:
+    values = {str(r.get("sourceId")): r.get("value") for r in sb.planhat.records("licenses")}
+    return all(values.get(str(d)) == v for d, v in final.items())
+
+
+def _won_deals(sb: Sandbox, settings_dir: Path, n: int) -> list[dict[str, Any]]:
+    selected = set(load_settings(settings_dir).integration.deals.pipelines)
+    pipelines = {p["id"] for p in sb.pipedrive_seed.pipelines if p["name"] in selected}
+    deals = [
+        d
+        for d in sb.pipedrive_seed.deals
+        if d["status"] == "won" and d["pipeline_id"] in pipelines and d["org_id"]
+    ]
+    assert len(deals) >= n, f"the data set has {len(deals)} won deals in selected pipelines"
+    return deals[:n]
+
+
+def _deal_sync_runs(api_url: str) -> list[dict[str, Any]]:
+    with httpx.Client(base_url=api_url, timeout=30) as api:
+        dep = api.get("/deployments/name/deal-sync/deal-sync").raise_for_status().json()
+        runs: list[dict[str, Any]] = []
+        offset = 0
+        while True:
+            page = (
+                api.post(
+                    "/flow_runs/filter",
+                    json={
+                        "flow_runs": {"deployment_id": {"any_": [dep["id"]]}},
+                        "limit": 200,
+                        "offset": offset,
+                    },
+                )
+                .raise_for_status()
+                .json()
+            )
+            runs += page
+            if len(page) < 200:
+                return runs
+            offset += 200
+
+
+def _check_outcome(
+    sb: Sandbox, store_url: str, final: dict[int, float], api_url: str, *logs: Path
+) -> None:
+    deliveries = [e for e in sb.pipedrive.deliveries() if e.get("ok")]
+    events = {e["event_id"] for e in deliveries}
+    with StateStore(store_url) as store:
+        # nothing lost: one inbox item per Pipedrive event, however often it was delivered
+        counts = _wait(
+            "the inbox did not settle",
+            lambda: (c := store.inbox_counts())["pending"] + c["processing"] == 0 and c,
+            300,
+            *logs,
+        )
+    assert counts["failed"] == 0
+    assert counts["done"] == len(events)
+    assert len(deliveries) > len(events)  # there were duplicates
+    runs = _wait(
+        "deal-sync runs still running",
+        lambda: (
+            (r := _deal_sync_runs(api_url))
+            and all(x["state_type"] in ("COMPLETED", "FAILED", "CRASHED", "CANCELLED") for x in r)
+            and r
+        ),
+        300,
+        *logs,
+    )
+    assert all(r["state_type"] == "COMPLETED" for r in runs), Counter(r["state_type"] for r in runs)
+    assert len(runs) < len(events) / 2, (len(runs), len(events))  # coalesced
+    print(f"{len(events)} notifications ({len(deliveries)} deliveries) → {len(runs)} runs")
+    # no duplicate record in Planhat
+    for model in ("licenses", "companies", "endusers"):
+        sources = Counter(str(r.get("sourceId")) for r in sb.planhat.records(model))
+        assert not [s for s, n in sources.items() if n > 1], model
+
+
+def _settings(tmp_path: Path, sb: Sandbox, port: int) -> Path:
+    url = f"http://127.0.0.1:{port}/webhooks/pipedrive"
+    directory = write_demo_settings(
+        SANDBOX_DIR,
+        tmp_path / "settings",
+        pipedrive_url=sb.pipedrive_url,
+        planhat_url=sb.planhat_url,
+        receiver_url=url,
+    )
+    with open_pipedrive(load_settings(directory)) as client:  # the connect flow's step
+        ensure_webhook(client, url, "pdsync", PASSWORD)
+    return directory
+
+
+def _env(sb: Sandbox, api_url: str, **more: str) -> dict[str, str]:
+    return {
+        **os.environ,
+        "PREFECT_API_URL": api_url,
+        "PYTHONUNBUFFERED": "1",
+        "SANDBOX_WEBHOOK_PASSWORD": PASSWORD,
+        "SANDBOX_PIPEDRIVE_TOKEN": sb.pipedrive_token,
+        "SANDBOX_PLANHAT_TOKEN": sb.planhat_token,
+        **more,
+    }
+
+
+@pytest.mark.timeout(900)
+def test_a_storm_of_notifications_lands_in_few_runs_at_pipedrives_final_state(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("SANDBOX_WEBHOOK_PASSWORD", PASSWORD)
+    server = LocalPrefectServer(tmp_path / "prefect-home", port=0).start()
+    try:
+        with Sandbox("small", burst=1_000_000) as sb:
+            monkeypatch.setenv("SANDBOX_PIPEDRIVE_TOKEN", sb.pipedrive_token)
+            monkeypatch.setenv("SANDBOX_PLANHAT_TOKEN", sb.planhat_token)
+            port = _free_port()
+            directory = _settings(tmp_path, sb, port)
+            deals = _won_deals(sb, directory, 15)
+            log = tmp_path / "serve.log"
+            args = ["serve", "--settings", str(directory), "--port", str(port)]
+            with _process(args, _env(sb, server.api_url), log):
+                _wait("serve not ready", lambda: _healthy(port), 180, log)
+                final = _storm(sb, deals, rounds=3, seed=13)
+                _wait(
+                    "licenses not at Pipedrive's final state",
+                    lambda: _licenses_match(sb, final),
+                    300,
+                    log,
+                )
+                _check_outcome(sb, load_settings(directory).store_url, final, server.api_url, log)
+    finally:
+        server.stop()
+
+
+@pytest.fixture(scope="module")
+def postgres() -> Iterator[TemporaryPostgres]:
+    try:
+        server = TemporaryPostgres().start()
+    except PostgresUnavailable as exc:
+        if os.environ.get("CI"):
+            raise
+        pytest.skip(f"PostgreSQL unavailable: {exc}")
+    try:
+        yield server
+    finally:
+        server.stop()
+
+
+@pytest.mark.timeout(1200)
+def test_two_workers_on_postgresql_share_a_storm_and_never_write_a_record_twice(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, postgres: TemporaryPostgres
+) -> None:
+    monkeypatch.setenv("SANDBOX_WEBHOOK_PASSWORD", PASSWORD)
+    store_url = postgres.create_database("storm_store")
+    prefect_db = postgres.create_database("storm_prefect").replace(
+        "postgresql+psycopg://", "postgresql+asyncpg://"
+    )
+    server = LocalPrefectServer(
+        tmp_path / "prefect-home",
+        port=0,
+        env={"PREFECT_SERVER_DATABASE_CONNECTION_URL": prefect_db},
+    ).start()
+    try:
+        with Sandbox("small", burst=1_000_000) as sb:
+            monkeypatch.setenv("SANDBOX_PIPEDRIVE_TOKEN", sb.pipedrive_token)
+            monkeypatch.setenv("SANDBOX_PLANHAT_TOKEN", sb.planhat_token)
+            monkeypatch.setenv("PDSYNC_DATABASE_URL", store_url)
+            port = _free_port()
+            directory = _settings(tmp_path, sb, port)
+            deals = _won_deals(sb, directory, 15)
+            env = _env(sb, server.api_url, PDSYNC_DATABASE_URL=store_url)
+            logs = [tmp_path / f"{name}.log" for name in ("receiver", "worker-1", "worker-2")]
+            common = ["--settings", str(directory), "--port", str(port)]
+            with contextlib.ExitStack() as stack:
+                stack.enter_context(_process(["serve", "--receiver-only", *common], env, logs[0]))
+                for log in logs[1:]:
+                    stack.enter_context(_process(["serve", "--worker-only", *common], env, log))
+                _wait("the receiver not ready", lambda: _healthy(port), 180, *logs)
+                _wait(
+                    "the workers not ready",
+                    lambda: all("ready" in p.read_text() for p in logs[1:] if p.exists()),
+                    180,
+                    *logs,
+                )
+                final = _storm(sb, deals, rounds=3, seed=29)
+                _wait(
+                    "licenses not at Pipedrive's final state",
+                    lambda: _licenses_match(sb, final),
+                    600,
+                    *logs,
+                )
+                _check_outcome(sb, store_url, final, server.api_url, *logs)
+                ran = [p.read_text().count("deal-sync run '") for p in logs[1:]]
+                assert sum(ran) >= 1, ran  # the workers' own lines: which one ran what
+    finally:
+        server.stop()
