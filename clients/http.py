@@ -231,6 +231,10 @@ class RateLimiter:
 
 
 _SHARED: weakref.WeakValueDictionary[tuple[Any, ...], RateLimiter] = weakref.WeakValueDictionary()
+#: the limiters on the real clock stay for the life of the process: runs that follow each
+#: other in one process (warm deal-sync runs) must see the requests of the run before, which
+#: still count in the service's window
+_KEPT: dict[tuple[Any, ...], RateLimiter] = {}
 _SHARED_LOCK = threading.Lock()
 
 
@@ -240,7 +244,8 @@ def shared_limiter(
     """The process-wide limiter of one service origin and token (created on first use).
 
     Keyed by a hash of the token (never the token itself) and by the clock and sleep functions,
-    so tests with their own fake clocks get their own limiter.
+    so tests with their own fake clocks get their own limiter. Those on the real clock live as
+    long as the process (a run's requests still count in the window when the next run starts).
     """
     fingerprint = hashlib.sha256(f"{origin}\0{token}".encode()).hexdigest()
     key = (profile.name, fingerprint, id(clock), id(sleep))
@@ -249,6 +254,8 @@ def shared_limiter(
         if limiter is None:
             limiter = RateLimiter(profile, clock, sleep)
             _SHARED[key] = limiter
+            if clock is time.monotonic and sleep is time.sleep:
+                _KEPT[key] = limiter
         return limiter
 
 

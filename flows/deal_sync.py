@@ -4,7 +4,9 @@ converge to the deal's current state (design §2.6).
 
 A run started by a notification takes every deal notification waiting in the inbox, in batches
 of up to 100 deals (`tasks.inbox`), until none waits: a burst of notifications becomes a few
-batches of a few runs, not a run each. A run started by hand syncs its one deal."""
+batches of a few runs, not a run each. Each batch reads its deals and their organizations
+fresh, and the persons and notes of the deals entering Planhat (`tasks.enrich`). A run started
+by hand syncs its one deal with everything it brings, read fresh."""
 
 from __future__ import annotations
 
@@ -57,7 +59,7 @@ def deal_sync(
             with settled(ctx, batch):
                 fetched = fetch_deals_task(ctx, batch.deal_ids)
                 selection = select_task(ctx, fetched)
-                scope = enrich_task(ctx, fetched, selection)
+                scope = enrich_task(ctx, fetched, selection, entering_only=batch.from_inbox)
                 results = push_task(ctx, scope)
                 report |= report_task(ctx, run_id(), batch.title(), scope, results)
                 notifications_done_task(ctx, batch, run_id())

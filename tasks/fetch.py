@@ -145,18 +145,20 @@ def fetch_deal_relations(
     into: Fetched,
     *,
     org_ids: Iterable[int] = (),
+    refresh_organizations: Iterable[int] = (),
     already: set[tuple[str, int]] | None = None,
 ) -> None:
     """Everything `deals` (and the extra organizations `org_ids`) bring into Planhat that
     `into` does not hold yet: the organizations, their persons (and each deal's own person),
     and the notes on the deals and the organizations, per the settings' directions and note
-    scope. `already`: the reads this run made before (an organization's persons, a deal's
-    notes...), skipped and recorded (a deal-sync run's later batches: each once a run)."""
+    scope. `refresh_organizations`: more organizations read in the same `ids` call (not their
+    persons or notes). `already`: the reads this run made before (an organization's persons, a
+    deal's notes...), skipped and recorded (a deal-sync run's later batches: each once a run)."""
     done: set[tuple[str, int]] = already if already is not None else set()
     wanted_orgs = {d["org_id"] for d in deals if isinstance(d.get("org_id"), int)}
     wanted_orgs |= {int(i) for i in org_ids}
     if mappings.receives("organizations"):
-        missing = sorted(wanted_orgs - set(into.organizations))
+        missing = sorted((wanted_orgs | set(refresh_organizations)) - set(into.organizations))
         if missing:
             into.add("organizations", pipedrive.iter_organizations(ids=missing))
     if mappings.receives("contacts"):

@@ -4,6 +4,7 @@ process (beside the work pool's own worker, which runs the other deployments a p
 
 from __future__ import annotations
 
+import logging
 import os
 import signal
 import threading
@@ -67,6 +68,10 @@ def run_worker(settings_dir: str | None, deployment: str, concurrency: int) -> N
                 f"deployment {deployment!r} not found on the Prefect API ({type(exc).__name__}): "
                 "run prefect deploy --all first"
             ) from None
+    import prefect.main  # noqa: F401 - Prefect's logging set-up (its console handler)
+
+    if logging.getLogger("deployments").level == logging.NOTSET:
+        logging.getLogger("deployments").setLevel(logging.INFO)  # a line per run
     warm = WarmRunner({found.id: deal_sync}, concurrency=concurrency).start()
     out.print(
         f"pdsync worker: running {deployment} warm, up to {concurrency} at once. Ctrl-C stops.",

@@ -291,3 +291,69 @@ def test_two_workers_on_postgresql_share_a_storm_and_never_write_a_record_twice(
                 assert sum(ran) >= 1, ran  # the workers' own lines: which one ran what
     finally:
         server.stop()
+
+
+@pytest.mark.timeout(600)
+def test_pdsync_worker_runs_the_deal_sync_runs_of_a_deployment_warm(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from deployments.definitions import build_deployments
+    from deployments.prefect_server import prefect_settings
+
+    monkeypatch.setenv("SANDBOX_WEBHOOK_PASSWORD", PASSWORD)
+    server = LocalPrefectServer(tmp_path / "prefect-home", port=0).start()
+    try:
+        with Sandbox("small", burst=1_000_000) as sb:
+            monkeypatch.setenv("SANDBOX_PIPEDRIVE_TOKEN", sb.pipedrive_token)
+            monkeypatch.setenv("SANDBOX_PLANHAT_TOKEN", sb.planhat_token)
+            directory = _settings(tmp_path, sb, _free_port())
+            (deal,) = _won_deals(sb, directory, 1)
+            with prefect_settings(server.api_url):  # as `prefect deploy` would make it
+                deployment = build_deployments(load_settings(directory), None)[0]
+                deployment_id = deployment.apply()
+            log = tmp_path / "worker.log"
+            args = ["worker", "--settings", str(directory), "--concurrency", "2"]
+            with (
+                _process(args, _env(sb, server.api_url), log),
+                httpx.Client(base_url=server.api_url, timeout=30) as api,
+            ):
+                _wait("the worker not ready", lambda: "Ctrl-C stops" in log.read_text(), 180, log)
+                run = (
+                    api.post(
+                        f"/deployments/{deployment_id}/create_flow_run",
+                        json={"parameters": {"deal_id": deal["id"]}},
+                    )
+                    .raise_for_status()
+                    .json()
+                )
+                state = _wait(
+                    "the run did not finish",
+                    lambda: (
+                        (s := api.get(f"/flow_runs/{run['id']}").json()["state_type"])
+                        in ("COMPLETED", "FAILED", "CRASHED")
+                        and s
+                    ),
+                    300,
+                    log,
+                )
+                assert state == "COMPLETED", log.read_text()
+                assert f"deal-sync run '{run['name']}' started (warm)" in log.read_text()
+                assert any(
+                    str(r.get("sourceId")) == str(deal["id"])
+                    for r in sb.planhat.records("licenses")
+                )
+    finally:
+        server.stop()
+
+
+def test_pdsync_worker_without_a_prefect_api_says_so(tmp_path: Path) -> None:
+    env = {k: v for k, v in os.environ.items() if k != "PREFECT_API_URL"}
+    done = subprocess.run(  # noqa: S603 - our own interpreter
+        [sys.executable, "-m", "deployments.cli", "worker", "--settings", str(SANDBOX_DIR)],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert done.returncode == 1, done
+    assert "PREFECT_API_URL is not set" in done.stderr

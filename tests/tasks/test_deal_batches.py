@@ -137,3 +137,15 @@ def test_a_runs_later_batches_do_not_read_a_relation_again() -> None:
         ("notes", {"deal_id": 3}),
         ("notes", {"org_id": 30}),
     ]
+
+
+def test_only_deals_entering_planhat_bring_their_relations() -> None:
+    from tasks.enrich import entering
+
+    deals = [
+        {"id": 1, "org_id": 10},  # licensed, its company exists: the license is enough
+        {"id": 2, "org_id": 10},  # newly won: brings its relations
+        {"id": 3, "org_id": 30},  # licensed, but moved to an organization not in Planhat
+        {"id": 4},  # licensed, no organization
+    ]
+    assert [d["id"] for d in entering(deals, licensed={1, 3, 4}, linked_orgs={10})] == [2, 3]
