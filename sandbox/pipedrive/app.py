@@ -14,7 +14,8 @@ Admin endpoints under `/_sandbox/` (never authenticated, rate-limited, faulted o
 `faults`, `counters` (see `sandbox.faults`), `ratelimit` (GET the settings and the tokens spent
 today; PUT `burst`, `search_burst`, `window_s`, `daily_budget`, `plan`, `seats`; DELETE resets
 the windows and the spent budget), `deliveries` (GET the webhook delivery log, DELETE clears
-it), `webhooks` (GET/PUT the delivery settings: `time_scale`, `ban_policy`).
+it; `POST deliveries/{event_id}/redeliver` sends that event once more, see `redeliver`),
+`webhooks` (GET/PUT the delivery settings: `time_scale`, `ban_policy`).
 """
 
 from __future__ import annotations
@@ -180,6 +181,13 @@ class PipedriveSandbox:
             self.dispatcher.log.clear()
             return []
 
+        @router.post("/deliveries/{event_id}/redeliver", status_code=202)
+        def redeliver(event_id: str) -> Any:
+            attempt = self.redeliver(event_id)
+            if attempt is None:
+                return JSONResponse({"error": "unknown event (or too old to redeliver)"}, 404)
+            return {"event_id": event_id, "attempt": attempt}
+
         @router.get("/webhooks")
         def get_webhook_settings() -> dict[str, Any]:
             return self.dispatcher.settings()
@@ -207,6 +215,13 @@ class PipedriveSandbox:
         """The webhook delivery log: one entry per attempt (webhook_id, event_id, attempt, url,
         status, error, ok, duration_ms, time, version, action, object, entity_id, dropped)."""
         return self.dispatcher.log.entries()
+
+    def redeliver(self, event_id: str) -> int | None:
+        """Deliver a delivered event once more, as Pipedrive does when it did not get the
+        receiver's answer: the same body (same `meta.id`) with the next attempt number, one
+        attempt, logged. Returns that attempt number; None for an unknown event (see
+        `WebhookDispatcher.redeliver`)."""
+        return self.dispatcher.redeliver(event_id)
 
     def wait_for_deliveries(self, n: int, timeout: float = 10.0) -> list[dict[str, Any]]:
         """Block until at least `n` entries are logged (TimeoutError otherwise)."""

@@ -14,6 +14,12 @@ Delivery rules (reference §4.2), with every delay multiplied by `time_scale`:
   a webhook with no successful delivery for 3 days (failed deliveries spanning 3 scaled days)
   is deleted.
 
+`WebhookDispatcher.redeliver(event_id)` sends an event once more, as Pipedrive does when it did
+not get a receiver's answer (at-least-once delivery): the same body, the same `meta.id`, the
+next attempt number (v2 `meta.attempt`, v1 `retry`), one attempt, logged like every attempt.
+The last `REDELIVERABLE_EVENTS` events can be redelivered (tests and benchmarks make
+duplicates with it; the delivery rules above never call it).
+
 Its size: Pipedrive's whole webhook behaviour (v1 and v2 payloads, delivery, retries,
 bans and deletion) in one place, as Pipedrive documents it in one place.
 """
@@ -26,6 +32,7 @@ import contextlib
 import threading
 import time
 import uuid
+from collections import OrderedDict
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -50,6 +57,7 @@ BAN_AFTER_FAILED_FIRST_ATTEMPTS = 10
 BAN_S = 30 * 60.0
 DELETE_AFTER_S = 3 * 24 * 3600.0
 MAX_WEBHOOKS_PER_USER = 40
+REDELIVERABLE_EVENTS = 10_000  # the most recent events `redeliver` can send again
 
 V2_ACTIONS = ("create", "change", "delete", "*")
 V1_ACTIONS = ("added", "updated", "merged", "deleted", "*")
@@ -362,6 +370,9 @@ class WebhookDispatcher:
         self._tasks: set[asyncio.Task[None]] = set()
         self._start_lock = threading.Lock()
         self._closed = False
+        # event id → (its job, with `body_of` set; the highest attempt number sent so far)
+        self._sent: OrderedDict[str, tuple[Job, int]] = OrderedDict()
+        self._sent_lock = threading.Lock()
         host = f"{model.company.get('domain', 'sandbox')}.pipedrive.com"
         self._host = host
 
@@ -454,9 +465,53 @@ class WebhookDispatcher:
             loop.close()
 
     def _start_job(self, job: Job) -> None:
-        task = asyncio.get_running_loop().create_task(self._deliver(job))
+        self._start_task(self._deliver(job))
+
+    def _start_task(self, coro: Any) -> None:
+        task = asyncio.get_running_loop().create_task(coro)
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
+
+    # -- redelivery (any thread) ----------------------------------------------------------------
+    def _remember(self, job: Job, attempt: int) -> None:
+        with self._sent_lock:
+            known = self._sent.get(job.event_id)
+            self._sent[job.event_id] = (job, max(attempt, known[1] if known else 0))
+            self._sent.move_to_end(job.event_id)
+            while len(self._sent) > REDELIVERABLE_EVENTS:
+                self._sent.popitem(last=False)
+
+    def redeliver(self, event_id: str) -> int | None:
+        """Send the event `event_id` once more to its webhook, as Pipedrive does when it did
+        not get the receiver's answer: the same body with the next attempt number (one
+        attempt, no retries, logged like the others). Returns that attempt number; None when
+        the event is unknown (not delivered yet, or older than the last
+        `REDELIVERABLE_EVENTS`) or the dispatcher is closed."""
+        with self._sent_lock:
+            known = self._sent.get(event_id)
+            if known is None:
+                return None
+            job, last = known
+            attempt = last + 1
+            self._sent[event_id] = (job, attempt)
+        loop = self._ensure_started()
+        if loop is None:
+            return None
+        loop.call_soon_threadsafe(self._start_task, self._attempt_once(job, attempt))
+        return attempt
+
+    async def _attempt_once(self, job: Job, attempt: int) -> None:
+        assert job.body_of is not None
+        ok, status = await self._post(job, job.body_of, attempt)
+        self.registry.record_attempt(
+            job.webhook["id"],
+            attempt,
+            ok,
+            status,
+            ban_policy=self.ban_policy,
+            clock=time.monotonic(),
+            ban_s=BAN_S * self.time_scale,
+        )
 
     # -- payloads -----------------------------------------------------------------------------
     def _v2_body(self, job: Job) -> Record:
@@ -590,45 +645,54 @@ class WebhookDispatcher:
             "dropped": dropped,
         }
 
-    async def _deliver(self, job: Job) -> None:
+    async def _post(
+        self, job: Job, body_of: Callable[[int], bytes], attempt: int
+    ) -> tuple[bool, int | None]:
+        """One attempt, logged: (succeeded, HTTP status or None)."""
         assert self._client is not None
+        hook = job.webhook
+        auth = httpx.Auth()  # no authentication (what httpx makes of `auth=None`)
+        if hook.get("http_auth_user") is not None:
+            auth = httpx.BasicAuth(hook["http_auth_user"], hook.get("http_auth_password") or "")
+        headers = {"content-type": "application/json", "user-agent": "Pipedrive-Webhook"}
+        started = time.monotonic()
+        status: int | None = None
+        error: str | None = None
+        try:
+            response = await self._client.post(
+                hook["subscription_url"],
+                content=body_of(attempt),
+                headers=headers,
+                auth=auth,
+                timeout=self.timeout_s,
+            )
+            status = response.status_code
+            if not 200 <= status < 300:
+                error = f"HTTP {status}"
+        except httpx.TimeoutException:
+            error = f"timeout after {self.timeout_s:g}s"
+        except httpx.HTTPError as exc:
+            error = f"{type(exc).__name__}: {exc}"
+        duration = time.monotonic() - started
+        self.log.add(self._entry(job, attempt, status, error, duration))
+        return error is None, status
+
+    async def _deliver(self, job: Job) -> None:
         hook = job.webhook
         try:
             body_of = self._body_factory(job)
         except Exception as exc:  # a payload bug must show in the log, not vanish in a task
             self.log.add(self._entry(job, 1, None, f"payload error: {exc!r}", 0.0))
             return
-        auth = httpx.Auth()  # no authentication (what httpx makes of `auth=None`)
-        if hook.get("http_auth_user") is not None:
-            auth = httpx.BasicAuth(hook["http_auth_user"], hook.get("http_auth_password") or "")
-        headers = {"content-type": "application/json", "user-agent": "Pipedrive-Webhook"}
+        job.body_of = body_of
         ok = False
         for attempt in range(1, len(RETRY_DELAYS_S) + 2):
             if attempt > 1:
                 await asyncio.sleep(RETRY_DELAYS_S[attempt - 2] * self.time_scale)
                 if not self.registry.exists(hook["id"]):
                     return  # deleted meanwhile: no more retries
-            started = time.monotonic()
-            status: int | None = None
-            error: str | None = None
-            try:
-                response = await self._client.post(
-                    hook["subscription_url"],
-                    content=body_of(attempt),
-                    headers=headers,
-                    auth=auth,
-                    timeout=self.timeout_s,
-                )
-                status = response.status_code
-                if not 200 <= status < 300:
-                    error = f"HTTP {status}"
-            except httpx.TimeoutException:
-                error = f"timeout after {self.timeout_s:g}s"
-            except httpx.HTTPError as exc:
-                error = f"{type(exc).__name__}: {exc}"
-            duration = time.monotonic() - started
-            ok = error is None
-            self.log.add(self._entry(job, attempt, status, error, duration))
+            self._remember(job, attempt)
+            ok, status = await self._post(job, body_of, attempt)
             self.registry.record_attempt(
                 hook["id"],
                 attempt,
