@@ -4,8 +4,8 @@ decide the run's scope (`tasks.select.plan_scope`).
 For a company resync everything the deals need is read fresh, by id or by `org_id`/`deal_id`;
 for deal notifications, the deals' organizations and what the deals entering Planhat need (a
 newly won deal: at most 6 Pipedrive calls; a batch of licensed deals' changes: 2 calls per 100
-deals, the deals and their organizations). (The incremental sync and the backfill select and enrich as they stream:
-`tasks.stream`.)
+deals, the deals and their organizations). (The incremental sync and the backfill select and
+enrich as they stream: `tasks.stream`.)
 """
 
 from __future__ import annotations
