@@ -28,8 +28,9 @@ from tasks.context import SyncContext
 
 log = logging.getLogger(__name__)
 
-#: a claimed item whose run has not finished after this long is given back
-STALE_CLAIM = timedelta(minutes=30)
+#: a claimed item whose run has not finished after this long is given back (its process died:
+#: a deal-sync batch takes seconds, a minute under a binding rate limit)
+STALE_CLAIM = timedelta(minutes=10)
 
 
 #: deals one deal-sync batch takes from the inbox (Pipedrive's `ids` filter takes 100 a call)
@@ -90,6 +91,8 @@ def claim_deal_batch(
     own first, up to `DEAL_BATCH` deals, and comes back for more until none waits."""
     if inbox_key is None:
         return DealBatch([deal_id] if first and deal_id is not None else [], from_inbox=False)
+    if first:
+        store.inbox_requeue_stale(STALE_CLAIM)  # a dead run's deals are not held forever
     collect(store)
     items = store.inbox_claim_deals(
         DEAL_BATCH, first=inbox_key if first else None, deals=[deal_id] if first and deal_id else ()

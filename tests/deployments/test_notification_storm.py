@@ -22,6 +22,7 @@ from typing import Any
 
 import httpx
 import pytest
+import sqlalchemy as sa
 
 from deployments.demo import write_demo_settings
 from deployments.prefect_server import LocalPrefectServer, group_members, stop_process_group
@@ -289,6 +290,13 @@ def test_two_workers_on_postgresql_share_a_storm_and_never_write_a_record_twice(
                 _check_outcome(sb, store_url, final, server.api_url, *logs)
                 ran = [p.read_text().count("deal-sync run '") for p in logs[1:]]
                 assert sum(ran) >= 1, ran  # the workers' own lines: which one ran what
+        # Prefect's own records are on PostgreSQL too
+        engine = sa.create_engine(prefect_db.replace("+asyncpg", "+psycopg"))
+        try:
+            with engine.connect() as conn:
+                assert conn.execute(sa.text("SELECT count(*) FROM flow_run")).scalar()
+        finally:
+            engine.dispose()
     finally:
         server.stop()
 

@@ -149,3 +149,20 @@ def test_only_deals_entering_planhat_bring_their_relations() -> None:
         {"id": 4},  # licensed, no organization
     ]
     assert [d["id"] for d in entering(deals, licensed={1, 3, 4}, linked_orgs={10})] == [2, 3]
+
+
+def test_the_deals_of_a_run_that_died_are_taken_again_after_the_stale_claim(
+    tmp_path: Path,
+) -> None:
+    from datetime import UTC, datetime
+
+    now = [datetime(2026, 11, 29, 12, 0, tzinfo=UTC)]
+    with StateStore(f"sqlite:///{tmp_path / 's.db'}", clock=lambda: now[0]) as store:
+        notify(store, "e1", 5)
+        dead = claim_deal_batch(store, 5, "e1", first=True)  # its process is killed
+        assert dead.deal_ids == [5]
+        notify(store, "e2", 5)
+        assert not claim_deal_batch(store, 5, "e2", first=True)  # deal 5 is held
+        now[0] += inbox_tasks.STALE_CLAIM + inbox_tasks.timedelta(seconds=1)
+        again = claim_deal_batch(store, 5, "e2", first=True)
+        assert again.deal_ids == [5] and sorted(again.keys) == ["e1", "e2"]
