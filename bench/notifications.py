@@ -315,6 +315,7 @@ def _steady(env: Env, seconds: float, rate: float) -> None:
             )
     if missing:
         print(f"  {missing} change(s) had no inbox row (webhook not stored?)")
+    _steady_breakdown(env, changes, received)
     runs = _runs_since(env, start)
     if runs:
         print("  Prefect flow runs since the steady phase began: " + ", ".join(runs))
@@ -441,6 +442,51 @@ def _relations_minimum(env: Env, final: dict[int, dict[str, Any]]) -> tuple[int,
         f"{total} ({len(selected)} deals end won in a selected pipeline, {len(orgs)} "
         f"organizations; {detail})"
     )
+
+
+def _steady_breakdown(
+    env: Env, changes: list[dict[str, Any]], received: dict[tuple[int, float], float]
+) -> None:
+    """Where the time goes: for each change, the run that synced it (the state store's run
+    log names it), received → that run created (when this notification's event started it),
+    → the run started, and the run's start → the upsert."""
+    from datetime import UTC, datetime
+
+    from store import StateStore
+
+    created: list[float] = []
+    started: list[float] = []
+    working: list[float] = []
+    with (
+        StateStore(env.settings.store_url) as store,
+        httpx.Client(base_url=env.api_url, timeout=10) as api,
+    ):
+        for change in changes:
+            got = received.get((change["deal"], change["value"]))
+            if got is None or "upserted" not in change:
+                continue
+            since = datetime.fromtimestamp(got - 1, UTC)
+            history = store.record_history("deal", change["deal"], since=since)
+            if not history:
+                continue
+            run = api.get(f"/flow_runs/{history[0].run_id}").json()
+            run_created = _ts(run["created"])
+            run_start = _ts(run["start_time"]) if run.get("start_time") else None
+            if run_created >= got:  # this notification's event (or a later one) made it
+                created.append(run_created - got)
+            if run_start is not None:
+                started.append(max(0.0, run_start - got))
+                working.append(change["upserted"] - max(got, run_start))
+    for label, values in (
+        ("received → run created", created),
+        ("received → run started", started),
+        ("run started → upsert", working),
+    ):
+        if values:
+            print(
+                f"  {label:<24} p50 {_pct(values, 0.5):7.2f} s   p95 {_pct(values, 0.95):7.2f} s"
+                f"   max {max(values):7.2f} s   (n={len(values)})"
+            )
 
 
 def _runs_since(env: Env, since: float) -> list[str]:

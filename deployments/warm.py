@@ -2,7 +2,7 @@
 Python start-up per run (the cost that dominated a webhook's latency: 1.7–3.9 s of importing
 Prefect and the flows for ~0.4 s of work).
 
-    warm = WarmRunner({deployment_id: deal_sync}, concurrency=4).start()   # polls every 0.5 s
+    warm = WarmRunner({deployment_id: deal_sync}, concurrency=4).start()   # polls every 0.25 s
     ...
     warm.stop()                                                            # waits for its runs
 
@@ -45,7 +45,7 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 #: seconds between two polls for due runs
-POLL_S = 0.5
+POLL_S = 0.25
 
 
 class WarmRunner:

@@ -33,7 +33,7 @@ def worker(
     For deployments made with prefect deploy --all (prefect.yaml puts deal-sync on the work
     pool's `webhooks` queue): run this beside `prefect worker start --pool pdsync --work-queue
     default`, which runs the other deployments. Polls the Prefect API (PREFECT_API_URL) every
-    0.5 s for due deal-sync runs and executes them on threads; the Prefect UI shows them as
+    0.25 s for due deal-sync runs and executes them on threads; the Prefect UI shows them as
     any run. Several may run at once, on several machines: each run is taken by one of them.
     Ctrl-C or SIGTERM stop it once its runs in progress are done.
 
