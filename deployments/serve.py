@@ -102,6 +102,7 @@ __all__ = [
     "receiver_address",
     "run_serve",
     "stop_process_group",
+    "wait_for_signal",
 ]
 
 log = logging.getLogger(__name__)
@@ -298,7 +299,7 @@ def run_serve(
             )
         announce(f"pdsync serve: ready (Prefect API {url}). Ctrl-C stops.")
         if runner is None:
-            _wait_for_signal()
+            wait_for_signal()
         else:
             _run_runner(runner)
     announce("pdsync serve: stopped")
@@ -334,7 +335,8 @@ def _run_runner(runner: Any) -> None:
         pass
 
 
-def _wait_for_signal() -> None:
+def wait_for_signal() -> None:
+    """Block until SIGINT or SIGTERM."""
     stop = threading.Event()
 
     def handler(signum: int, frame: Any) -> None:

@@ -984,16 +984,7 @@ class StateStore:
             reasons = [ReasonCount(o, a, r, int(n)) for o, a, r, n in conn.execute(query)]
             query = sa.select(run_log).where(in_run, problem).order_by(run_log.c.id)
             problems = [
-                RunLogEntry(
-                    run_id=r.run_id,
-                    object_type=r.object_type,
-                    action=r.action,
-                    pipedrive_id=r.pipedrive_id,
-                    planhat_id=r.planhat_id,
-                    reason=r.reason,
-                    at=r.at,
-                )
-                for r in conn.execute(query.limit(max(0, problem_limit)))
+                self._log_entry(r) for r in conn.execute(query.limit(max(0, problem_limit)))
             ]
         return RunReport(
             run_id=run_id,
@@ -1001,6 +992,18 @@ class StateStore:
             reasons=reasons,
             problems=problems,
             problems_total=sum(r.count for r in reasons),
+        )
+
+    @staticmethod
+    def _log_entry(row: Any) -> RunLogEntry:
+        return RunLogEntry(
+            run_id=row.run_id,
+            object_type=row.object_type,
+            action=row.action,
+            pipedrive_id=row.pipedrive_id,
+            planhat_id=row.planhat_id,
+            reason=row.reason,
+            at=row.at,
         )
 
     def record_history(
@@ -1016,18 +1019,7 @@ class StateStore:
         if since is not None:
             query = query.where(run_log.c.at >= aware_utc(since, "since"))
         with self._engine.connect() as conn:
-            return [
-                RunLogEntry(
-                    run_id=r.run_id,
-                    object_type=r.object_type,
-                    action=r.action,
-                    pipedrive_id=r.pipedrive_id,
-                    planhat_id=r.planhat_id,
-                    reason=r.reason,
-                    at=r.at,
-                )
-                for r in conn.execute(query.order_by(run_log.c.id))
-            ]
+            return [self._log_entry(r) for r in conn.execute(query.order_by(run_log.c.id))]
 
 
 __all__ = ["StateStore", "StoreUnavailableError"]

@@ -6,9 +6,7 @@ from __future__ import annotations
 
 import logging
 import os
-import signal
-import threading
-from typing import Annotated, Any
+from typing import Annotated
 
 import typer
 
@@ -51,7 +49,7 @@ def worker(
 def run_worker(settings_dir: str | None, deployment: str, concurrency: int) -> None:
     from prefect.client.orchestration import get_client
 
-    from deployments.serve import ServeError
+    from deployments.serve import ServeError, wait_for_signal
     from deployments.warm import WarmRunner
     from flows.deal_sync import deal_sync
     from mappings.loading import load_settings
@@ -77,18 +75,8 @@ def run_worker(settings_dir: str | None, deployment: str, concurrency: int) -> N
         f"pdsync worker: running {deployment} warm, up to {concurrency} at once. Ctrl-C stops.",
         markup=False,
     )
-    stop = threading.Event()
-
-    def handler(signum: int, frame: Any) -> None:
-        stop.set()
-
-    previous = signal.signal(signal.SIGTERM, handler)
     try:
-        while not stop.wait(0.5):
-            pass
-    except KeyboardInterrupt:
-        pass
+        wait_for_signal()
     finally:
-        signal.signal(signal.SIGTERM, previous)
         warm.stop()
     out.print("pdsync worker: stopped", markup=False)

@@ -65,30 +65,6 @@ from store import StateStore
 EMPTY_INBOX = {"pending": 0, "processing": 0, "done": 0, "failed": 0}
 
 
-@pytest.fixture(scope="module")
-def prefect_served() -> Iterator[tuple[FakePrefect, str]]:
-    fake = FakePrefect()
-    with ServedApp(fake.app) as served:
-        yield fake, f"{served.url}/api"
-
-
-@pytest.fixture()
-def fake(prefect_served: tuple[FakePrefect, str]) -> FakePrefect:
-    prefect_served[0].reset()
-    return prefect_served[0]
-
-
-@pytest.fixture()
-def api_url(prefect_served: tuple[FakePrefect, str]) -> str:
-    return prefect_served[1]
-
-
-@pytest.fixture()
-def settings(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Settings:
-    monkeypatch.setenv(PASSWORD_ENV, PASSWORD)
-    return write_settings(tmp_path / "settings")
-
-
 @pytest.fixture()
 def store(settings: Settings) -> Iterator[StateStore]:
     with StateStore(settings.store_url) as opened:

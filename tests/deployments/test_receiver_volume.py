@@ -15,22 +15,18 @@ import math
 import uuid
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
-from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
 from fastapi.testclient import TestClient
 from receiver_support import (
-    PASSWORD,
-    PASSWORD_ENV,
     FakeClock,
     FakePrefect,
     all_posted,
     basic,
     v1_deal,
     v2_deal,
-    write_settings,
 )
 
 from deployments.events import (
@@ -47,30 +43,6 @@ from sandbox.server import ServedApp
 from store import StateStore
 
 FRESH_S = RUN_REQUEST_FRESH.total_seconds()
-
-
-@pytest.fixture(scope="module")
-def prefect_served() -> Iterator[tuple[FakePrefect, str]]:
-    fake = FakePrefect()
-    with ServedApp(fake.app) as served:
-        yield fake, f"{served.url}/api"
-
-
-@pytest.fixture()
-def fake(prefect_served: tuple[FakePrefect, str]) -> FakePrefect:
-    prefect_served[0].reset()
-    return prefect_served[0]
-
-
-@pytest.fixture()
-def api_url(prefect_served: tuple[FakePrefect, str]) -> str:
-    return prefect_served[1]
-
-
-@pytest.fixture()
-def settings(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Settings:
-    monkeypatch.setenv(PASSWORD_ENV, PASSWORD)
-    return write_settings(tmp_path / "settings")
 
 
 @pytest.fixture()
