@@ -20,9 +20,14 @@ beside a work pool's worker).
 
 What a warm run cannot do: be killed mid-run. Cancelling one in the Prefect UI takes effect
 when the run finishes (a deal-sync batch takes seconds); stopping the process (SIGINT or
-SIGTERM) lets the running ones finish first, and a run killed with the process is marked
-crashed by nobody: the state store gives its notifications back after `STALE_CLAIM`, and the
-next run or the incremental sync syncs them.
+SIGTERM) lets the running ones finish first.
+
+A run whose process died (killed, out of memory, machine lost) is marked **Crashed**: warm runs
+send Prefect a heartbeat every `HEARTBEAT_S` seconds (`PREFECT_FLOWS_HEARTBEAT_FREQUENCY`, set
+by `pdsync serve` and `pdsync worker`), and the automation `CRASH_DETECTOR` (created or updated
+by `WarmRunner.start`) moves a run of these flows whose heartbeats stopped for `CRASHED_AFTER`
+to Crashed. The state store gives its notifications back after `tasks.inbox.STALE_CLAIM`, and
+the next run or the incremental sync syncs them.
 """
 
 from __future__ import annotations
@@ -33,19 +38,81 @@ import threading
 import time
 from collections.abc import Callable, Mapping
 from concurrent.futures import Future, ThreadPoolExecutor
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any
 from uuid import UUID
 
 if TYPE_CHECKING:
     from prefect.client.orchestration import SyncPrefectClient
     from prefect.client.schemas.objects import FlowRun
+    from prefect.events.schemas.automations import AutomationCore
     from prefect.flows import Flow
 
 log = logging.getLogger(__name__)
 
 #: seconds between two polls for due runs
 POLL_S = 0.25
+#: seconds between a warm run's heartbeats (Prefect's minimum is 30)
+HEARTBEAT_S = 30
+#: a run of the warm flows with no heartbeat for this long is marked Crashed
+CRASHED_AFTER = timedelta(seconds=3 * HEARTBEAT_S)
+#: the automation that does it (one per Prefect server, shared by every warm process)
+CRASH_DETECTOR = "pdsync: runs whose process died"
+_TERMINAL_EVENTS = ("Completed", "Failed", "Cancelled", "Crashed")
+
+
+def crash_detector(flow_names: list[str]) -> AutomationCore:
+    """The automation that marks a run of `flow_names` Crashed once its heartbeats stop (the
+    recipe of Prefect's docs for runs whose infrastructure died)."""
+    from prefect.client.schemas.objects import StateType
+    from prefect.events.actions import ChangeFlowRunState
+    from prefect.events.schemas.automations import AutomationCore, EventTrigger, Posture
+
+    return AutomationCore(
+        name=CRASH_DETECTOR,
+        description=(
+            "pdsync's warm runs send a heartbeat every "
+            f"{HEARTBEAT_S} s; a run of {', '.join(sorted(flow_names))} with none for "
+            f"{CRASHED_AFTER.total_seconds():.0f} s lost its process: marked Crashed."
+        ),
+        trigger=EventTrigger(
+            after={"prefect.flow-run.heartbeat"},
+            expect={
+                "prefect.flow-run.heartbeat",
+                *(f"prefect.flow-run.{s}" for s in _TERMINAL_EVENTS),
+            },
+            match={"prefect.resource.id": "prefect.flow-run.*"},
+            match_related={
+                "prefect.resource.role": "flow",
+                "prefect.resource.name": sorted(flow_names),
+            },
+            for_each={"prefect.resource.id"},
+            posture=Posture.Proactive,
+            threshold=1,
+            within=CRASHED_AFTER,
+        ),
+        actions=[
+            ChangeFlowRunState(
+                state=StateType.CRASHED,
+                message=(
+                    f"no heartbeat for {CRASHED_AFTER.total_seconds():.0f} s: the process that "
+                    "ran it died (its notifications are synced by a later run)"
+                ),
+            )
+        ],
+    )
+
+
+def ensure_crash_detector(client: SyncPrefectClient, flow_names: list[str]) -> None:
+    """Create the crash detector, or update it to `flow_names` (idempotent)."""
+    wanted = crash_detector(flow_names)
+    found = client.read_automations_by_name(CRASH_DETECTOR)
+    if found:
+        client.update_automation(found[0].id, wanted)
+        for extra in found[1:]:  # two processes created it at once
+            client.delete_automation(extra.id)
+    else:
+        client.create_automation(wanted)
 
 
 class WarmRunner:
@@ -98,6 +165,11 @@ class WarmRunner:
         from prefect.client.orchestration import get_client
 
         with get_client(sync_client=True) as client:
+            names = sorted({flow.name for flow in self.flows.values()})
+            try:
+                ensure_crash_detector(client, names)
+            except Exception as exc:  # noqa: BLE001 - runs still run; dead ones stay Running
+                log.warning("warm runs: the crash detector automation was not saved (%s)", exc)
             while not self._stop.is_set():
                 try:
                     self.poll_once(client)

@@ -18,6 +18,7 @@ from deployments.commands.common import (
     settings_arg,
 )
 from deployments.render import out
+from deployments.warm import HEARTBEAT_S
 
 __all__ = ["demo", "sandbox", "sandbox_args_from_settings", "serve"]
 
@@ -100,6 +101,7 @@ def serve(
     directory = settings_arg(settings)
     os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
     os.environ.setdefault("DO_NOT_TRACK", "1")
+    os.environ.setdefault("PREFECT_FLOWS_HEARTBEAT_FREQUENCY", str(HEARTBEAT_S))  # dead → Crashed
     with errors_to_exit_status():
         from deployments.serve import run_serve
 

@@ -12,6 +12,7 @@ import typer
 
 from deployments.commands.common import SettingsDir, errors_to_exit_status, settings_arg
 from deployments.render import out
+from deployments.warm import HEARTBEAT_S
 
 __all__ = ["worker"]
 
@@ -42,6 +43,7 @@ def worker(
     ```
     """
     directory = settings_arg(settings)
+    os.environ.setdefault("PREFECT_FLOWS_HEARTBEAT_FREQUENCY", str(HEARTBEAT_S))  # dead → Crashed
     with errors_to_exit_status():
         run_worker(directory, deployment, concurrency)
 

@@ -365,3 +365,58 @@ def test_pdsync_worker_without_a_prefect_api_says_so(tmp_path: Path) -> None:
     )
     assert done.returncode == 1, done
     assert "PREFECT_API_URL is not set" in done.stderr
+
+
+@pytest.mark.timeout(600)
+def test_a_warm_run_whose_process_died_is_marked_crashed(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import signal
+
+    from deployments.warm import CRASH_DETECTOR
+
+    monkeypatch.setenv("SANDBOX_WEBHOOK_PASSWORD", PASSWORD)
+    server = LocalPrefectServer(tmp_path / "prefect-home", port=0).start()
+    try:
+        with Sandbox("small", burst=1_000_000) as sb:
+            monkeypatch.setenv("SANDBOX_PIPEDRIVE_TOKEN", sb.pipedrive_token)
+            monkeypatch.setenv("SANDBOX_PLANHAT_TOKEN", sb.planhat_token)
+            port = _free_port()
+            directory = _settings(tmp_path, sb, port)
+            (deal,) = _won_deals(sb, directory, 1)
+            log = tmp_path / "serve.log"
+            args = ["serve", "--settings", str(directory), "--port", str(port)]
+            with (
+                _process(args, _env(sb, server.api_url), log) as process,
+                httpx.Client(base_url=server.api_url, timeout=30) as api,
+                httpx.Client(
+                    base_url=sb.pipedrive_url, headers={"x-api-token": sb.pipedrive_token}
+                ) as pd,
+            ):
+                _wait("serve not ready", lambda: _healthy(port), 180, log)
+                found = api.post("/automations/filter", json={}).json()
+                assert [a["name"] for a in found].count(CRASH_DETECTOR) == 1
+                # the run will hang in its first Pipedrive read: killed meanwhile
+                pd.post("/_sandbox/faults", json={"route": "/api/v2/deals", "latency_ms": 60_000})
+                pd.patch(f"/api/v2/deals/{deal['id']}", json={"value": 4242}).raise_for_status()
+
+                def running() -> dict[str, Any] | None:
+                    runs = _deal_sync_runs(server.api_url)
+                    return next((r for r in runs if r["state_type"] == "RUNNING"), None)
+
+                run = _wait("no deal-sync run started", running, 180, log)
+                os.killpg(process.pid, signal.SIGKILL)  # the machine lost, say
+                process.wait(30)
+                state = _wait(
+                    "the dead run was not marked crashed",
+                    lambda: (
+                        (s := api.get(f"/flow_runs/{run['id']}").json()["state"])["type"]
+                        == "CRASHED"
+                        and s
+                    ),
+                    400,
+                    log,
+                )
+                assert "heartbeat" in state["message"]
+    finally:
+        server.stop()
