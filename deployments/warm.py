@@ -224,10 +224,15 @@ class WarmRunner:
         from prefect.flow_engine import run_flow
 
         started = time.monotonic()
-        with get_client(sync_client=True) as client:
-            flow_run: FlowRun = client.read_flow_run(run_id)
-        flow = self.flows[flow_run.deployment_id] if flow_run.deployment_id else None
-        if flow is None:  # not ours (cannot happen: we poll our deployments only)
+        try:
+            with get_client(sync_client=True) as client:
+                flow_run: FlowRun = client.read_flow_run(run_id)
+            flow = self.flows[flow_run.deployment_id] if flow_run.deployment_id else None
+            if flow is None:
+                raise LookupError(f"flow run {run_id} is not of a deployment this process serves")
+        except Exception as exc:  # noqa: BLE001 - taken (Pending) but not startable: crash it
+            log.warning("warm run %s could not start: %s", run_id, exc)
+            self._crash(run_id, f"could not start in the warm process: {exc}")
             return
         log.info("%s run '%s' started (warm)", flow.name, flow_run.name)
         state: Any = None
@@ -242,3 +247,17 @@ class WarmRunner:
             getattr(state, "name", "ended"),
             time.monotonic() - started,
         )
+
+    @staticmethod
+    def _crash(run_id: UUID, message: str) -> None:
+        """Mark a run this process took but cannot run Crashed (it would hold its deployment's
+        concurrency slot in Pending otherwise)."""
+        from prefect.client.orchestration import get_client
+        from prefect.states import Crashed
+        from prefect.utilities.engine import propose_state_sync
+
+        try:
+            with get_client(sync_client=True) as client:
+                propose_state_sync(client, Crashed(message=message), flow_run_id=run_id)
+        except Exception as exc:  # noqa: BLE001 - Prefect unreachable: the detector may see it
+            log.warning("warm run %s could not be marked crashed: %s", run_id, exc)
