@@ -68,6 +68,12 @@ def run_worker(settings_dir: str | None, deployment: str, concurrency: int) -> N
                 f"deployment {deployment!r} not found on the Prefect API ({type(exc).__name__}): "
                 "run prefect deploy --all first"
             ) from None
+        flow_name = client.read_flow(found.flow_id).name
+    if flow_name != deal_sync.name:
+        raise ServeError(
+            f"deployment {deployment!r} runs the flow {flow_name!r}: pdsync worker runs "
+            f"{deal_sync.name} deployments only (the others run on a work pool's worker)"
+        )
     import prefect.main  # noqa: F401 - Prefect's logging set-up (its console handler)
 
     if logging.getLogger("deployments").level == logging.NOTSET:
