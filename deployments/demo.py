@@ -213,32 +213,6 @@ def _all(pd: httpx.Client, path: str) -> list[dict[str, Any]]:
             return items
 
 
-# -- Prefect's view of the runs --------------------------------------------------------------
-
-
-def deal_sync_runs(api: httpx.Client) -> dict[int, dict[str, Any]]:
-    """The latest deal-sync run per deal id, as the Prefect API shows them."""
-    dep = api.get("/deployments/name/deal-sync/deal-sync").raise_for_status().json()
-    runs = (
-        api.post(
-            "/flow_runs/filter",
-            json={
-                "flow_runs": {"deployment_id": {"any_": [dep["id"]]}},
-                "sort": "EXPECTED_START_TIME_ASC",
-                "limit": 200,
-            },
-        )
-        .raise_for_status()
-        .json()
-    )
-    latest: dict[int, dict[str, Any]] = {}
-    for run in runs:
-        deal_id = (run.get("parameters") or {}).get("deal_id")
-        if isinstance(deal_id, int):
-            latest[deal_id] = run
-    return latest
-
-
 def _timeline(run: dict[str, Any], since: float) -> str:
     """`created +0.2 s, started +3.1 s, done +5.0 s` after the change (Prefect's times)."""
     from datetime import datetime

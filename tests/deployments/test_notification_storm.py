@@ -23,6 +23,7 @@ from typing import Any
 import httpx
 import pytest
 import sqlalchemy as sa
+from prefect_support import deal_sync_runs
 
 from deployments.demo import write_demo_settings
 from deployments.prefect_server import LocalPrefectServer, group_members, stop_process_group
@@ -121,30 +122,6 @@ def _won_deals(sb: Sandbox, settings_dir: Path, n: int) -> list[dict[str, Any]]:
     return deals[:n]
 
 
-def _deal_sync_runs(api_url: str) -> list[dict[str, Any]]:
-    with httpx.Client(base_url=api_url, timeout=30) as api:
-        dep = api.get("/deployments/name/deal-sync/deal-sync").raise_for_status().json()
-        runs: list[dict[str, Any]] = []
-        offset = 0
-        while True:
-            page = (
-                api.post(
-                    "/flow_runs/filter",
-                    json={
-                        "flow_runs": {"deployment_id": {"any_": [dep["id"]]}},
-                        "limit": 200,
-                        "offset": offset,
-                    },
-                )
-                .raise_for_status()
-                .json()
-            )
-            runs += page
-            if len(page) < 200:
-                return runs
-            offset += 200
-
-
 def _check_outcome(
     sb: Sandbox, store_url: str, final: dict[int, float], api_url: str, *logs: Path
 ) -> None:
@@ -164,7 +141,7 @@ def _check_outcome(
     runs = _wait(
         "deal-sync runs still running",
         lambda: (
-            (r := _deal_sync_runs(api_url))
+            (r := deal_sync_runs(api_url))
             and all(x["state_type"] in ("COMPLETED", "FAILED", "CRASHED", "CANCELLED") for x in r)
             and r
         ),
@@ -194,6 +171,25 @@ def _settings(tmp_path: Path, sb: Sandbox, port: int) -> Path:
     return directory
 
 
+@contextlib.contextmanager
+def _world(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, *, prefect_env: dict[str, str] | None = None
+) -> Iterator[tuple[LocalPrefectServer, Sandbox, Path, int]]:
+    """A Prefect server of its own, the `small` sandbox (no binding rate limit), settings
+    pointed at both and at a receiver port, and the webhook registered: (server, sandbox,
+    settings directory, receiver port)."""
+    monkeypatch.setenv("SANDBOX_WEBHOOK_PASSWORD", PASSWORD)
+    server = LocalPrefectServer(tmp_path / "prefect-home", port=0, env=prefect_env).start()
+    try:
+        with Sandbox("small", burst=1_000_000) as sb:
+            monkeypatch.setenv("SANDBOX_PIPEDRIVE_TOKEN", sb.pipedrive_token)
+            monkeypatch.setenv("SANDBOX_PLANHAT_TOKEN", sb.planhat_token)
+            port = _free_port()
+            yield server, sb, _settings(tmp_path, sb, port), port
+    finally:
+        server.stop()
+
+
 def _env(sb: Sandbox, api_url: str, **more: str) -> dict[str, str]:
     return {
         **os.environ,
@@ -210,29 +206,20 @@ def _env(sb: Sandbox, api_url: str, **more: str) -> dict[str, str]:
 def test_a_storm_of_notifications_lands_in_few_runs_at_pipedrives_final_state(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setenv("SANDBOX_WEBHOOK_PASSWORD", PASSWORD)
-    server = LocalPrefectServer(tmp_path / "prefect-home", port=0).start()
-    try:
-        with Sandbox("small", burst=1_000_000) as sb:
-            monkeypatch.setenv("SANDBOX_PIPEDRIVE_TOKEN", sb.pipedrive_token)
-            monkeypatch.setenv("SANDBOX_PLANHAT_TOKEN", sb.planhat_token)
-            port = _free_port()
-            directory = _settings(tmp_path, sb, port)
-            deals = _won_deals(sb, directory, 15)
-            log = tmp_path / "serve.log"
-            args = ["serve", "--settings", str(directory), "--port", str(port)]
-            with _process(args, _env(sb, server.api_url), log):
-                _wait("serve not ready", lambda: _healthy(port), 180, log)
-                final = _storm(sb, deals, rounds=3, seed=13)
-                _wait(
-                    "licenses not at Pipedrive's final state",
-                    lambda: _licenses_match(sb, final),
-                    300,
-                    log,
-                )
-                _check_outcome(sb, load_settings(directory).store_url, final, server.api_url, log)
-    finally:
-        server.stop()
+    with _world(tmp_path, monkeypatch) as (server, sb, directory, port):
+        deals = _won_deals(sb, directory, 15)
+        log = tmp_path / "serve.log"
+        args = ["serve", "--settings", str(directory), "--port", str(port)]
+        with _process(args, _env(sb, server.api_url), log):
+            _wait("serve not ready", lambda: _healthy(port), 180, log)
+            final = _storm(sb, deals, rounds=3, seed=13)
+            _wait(
+                "licenses not at Pipedrive's final state",
+                lambda: _licenses_match(sb, final),
+                300,
+                log,
+            )
+            _check_outcome(sb, load_settings(directory).store_url, final, server.api_url, log)
 
 
 @pytest.fixture(scope="module")
@@ -253,57 +240,46 @@ def postgres() -> Iterator[TemporaryPostgres]:
 def test_two_workers_on_postgresql_share_a_storm_and_never_write_a_record_twice(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, postgres: TemporaryPostgres
 ) -> None:
-    monkeypatch.setenv("SANDBOX_WEBHOOK_PASSWORD", PASSWORD)
     store_url = postgres.create_database("storm_store")
     prefect_db = postgres.create_database("storm_prefect").replace(
         "postgresql+psycopg://", "postgresql+asyncpg://"
     )
-    server = LocalPrefectServer(
-        tmp_path / "prefect-home",
-        port=0,
-        env={"PREFECT_SERVER_DATABASE_CONNECTION_URL": prefect_db},
-    ).start()
+    with _world(
+        tmp_path, monkeypatch, prefect_env={"PREFECT_SERVER_DATABASE_CONNECTION_URL": prefect_db}
+    ) as (server, sb, directory, port):
+        monkeypatch.setenv("PDSYNC_DATABASE_URL", store_url)
+        deals = _won_deals(sb, directory, 15)
+        env = _env(sb, server.api_url, PDSYNC_DATABASE_URL=store_url)
+        logs = [tmp_path / f"{name}.log" for name in ("receiver", "worker-1", "worker-2")]
+        common = ["--settings", str(directory), "--port", str(port)]
+        with contextlib.ExitStack() as stack:
+            stack.enter_context(_process(["serve", "--receiver-only", *common], env, logs[0]))
+            for log in logs[1:]:
+                stack.enter_context(_process(["serve", "--worker-only", *common], env, log))
+            _wait("the receiver not ready", lambda: _healthy(port), 180, *logs)
+            _wait(
+                "the workers not ready",
+                lambda: all("ready" in p.read_text() for p in logs[1:] if p.exists()),
+                180,
+                *logs,
+            )
+            final = _storm(sb, deals, rounds=3, seed=29)
+            _wait(
+                "licenses not at Pipedrive's final state",
+                lambda: _licenses_match(sb, final),
+                600,
+                *logs,
+            )
+            _check_outcome(sb, store_url, final, server.api_url, *logs)
+            ran = [p.read_text().count("deal-sync run '") for p in logs[1:]]
+            assert sum(ran) >= 1, ran  # the workers' own lines: which one ran what
+    # Prefect's own records are on PostgreSQL too
+    engine = sa.create_engine(prefect_db.replace("+asyncpg", "+psycopg"))
     try:
-        with Sandbox("small", burst=1_000_000) as sb:
-            monkeypatch.setenv("SANDBOX_PIPEDRIVE_TOKEN", sb.pipedrive_token)
-            monkeypatch.setenv("SANDBOX_PLANHAT_TOKEN", sb.planhat_token)
-            monkeypatch.setenv("PDSYNC_DATABASE_URL", store_url)
-            port = _free_port()
-            directory = _settings(tmp_path, sb, port)
-            deals = _won_deals(sb, directory, 15)
-            env = _env(sb, server.api_url, PDSYNC_DATABASE_URL=store_url)
-            logs = [tmp_path / f"{name}.log" for name in ("receiver", "worker-1", "worker-2")]
-            common = ["--settings", str(directory), "--port", str(port)]
-            with contextlib.ExitStack() as stack:
-                stack.enter_context(_process(["serve", "--receiver-only", *common], env, logs[0]))
-                for log in logs[1:]:
-                    stack.enter_context(_process(["serve", "--worker-only", *common], env, log))
-                _wait("the receiver not ready", lambda: _healthy(port), 180, *logs)
-                _wait(
-                    "the workers not ready",
-                    lambda: all("ready" in p.read_text() for p in logs[1:] if p.exists()),
-                    180,
-                    *logs,
-                )
-                final = _storm(sb, deals, rounds=3, seed=29)
-                _wait(
-                    "licenses not at Pipedrive's final state",
-                    lambda: _licenses_match(sb, final),
-                    600,
-                    *logs,
-                )
-                _check_outcome(sb, store_url, final, server.api_url, *logs)
-                ran = [p.read_text().count("deal-sync run '") for p in logs[1:]]
-                assert sum(ran) >= 1, ran  # the workers' own lines: which one ran what
-        # Prefect's own records are on PostgreSQL too
-        engine = sa.create_engine(prefect_db.replace("+asyncpg", "+psycopg"))
-        try:
-            with engine.connect() as conn:
-                assert conn.execute(sa.text("SELECT count(*) FROM flow_run")).scalar()
-        finally:
-            engine.dispose()
+        with engine.connect() as conn:
+            assert conn.execute(sa.text("SELECT count(*) FROM flow_run")).scalar()
     finally:
-        server.stop()
+        engine.dispose()
 
 
 @pytest.mark.timeout(600)
@@ -313,62 +289,53 @@ def test_pdsync_worker_runs_the_deal_sync_runs_of_a_deployment_warm(
     from deployments.definitions import build_deployments
     from deployments.prefect_server import prefect_settings
 
-    monkeypatch.setenv("SANDBOX_WEBHOOK_PASSWORD", PASSWORD)
-    server = LocalPrefectServer(tmp_path / "prefect-home", port=0).start()
-    try:
-        with Sandbox("small", burst=1_000_000) as sb:
-            monkeypatch.setenv("SANDBOX_PIPEDRIVE_TOKEN", sb.pipedrive_token)
-            monkeypatch.setenv("SANDBOX_PLANHAT_TOKEN", sb.planhat_token)
-            directory = _settings(tmp_path, sb, _free_port())
-            (deal,) = _won_deals(sb, directory, 1)
-            with prefect_settings(server.api_url):  # as `prefect deploy` would make it
-                deployment, incremental, *_ = build_deployments(load_settings(directory), None)
-                deployment_id = deployment.apply()
-                incremental.apply()
-            log = tmp_path / "worker.log"
-            args = ["worker", "--settings", str(directory), "--concurrency", "2"]
-            with (
-                _process(args, _env(sb, server.api_url), log),
-                httpx.Client(base_url=server.api_url, timeout=30) as api,
-            ):
-                _wait("the worker not ready", lambda: "Ctrl-C stops" in log.read_text(), 180, log)
+    with _world(tmp_path, monkeypatch) as (server, sb, directory, port):
+        (deal,) = _won_deals(sb, directory, 1)
+        with prefect_settings(server.api_url):  # as `prefect deploy` would make it
+            deployment, incremental, *_ = build_deployments(load_settings(directory), None)
+            deployment_id = deployment.apply()
+            incremental.apply()
+        log = tmp_path / "worker.log"
+        args = ["worker", "--settings", str(directory), "--concurrency", "2"]
+        with (
+            _process(args, _env(sb, server.api_url), log),
+            httpx.Client(base_url=server.api_url, timeout=30) as api,
+        ):
+            _wait("the worker not ready", lambda: "Ctrl-C stops" in log.read_text(), 180, log)
 
-                def created() -> dict[str, Any] | None:  # a busy SQLite Prefect answers 503
-                    answer = api.post(
-                        f"/deployments/{deployment_id}/create_flow_run",
-                        json={"parameters": {"deal_id": deal["id"]}},
-                    )
-                    return answer.json() if answer.is_success else None
+            def created() -> dict[str, Any] | None:  # a busy SQLite Prefect answers 503
+                answer = api.post(
+                    f"/deployments/{deployment_id}/create_flow_run",
+                    json={"parameters": {"deal_id": deal["id"]}},
+                )
+                return answer.json() if answer.is_success else None
 
-                run = _wait("the run was not created", created, 120, log)
-                state = _wait(
-                    "the run did not finish",
-                    lambda: (
-                        (s := api.get(f"/flow_runs/{run['id']}").json()["state_type"])
-                        in ("COMPLETED", "FAILED", "CRASHED")
-                        and s
-                    ),
-                    300,
-                    log,
-                )
-                assert state == "COMPLETED", log.read_text()
-                assert f"deal-sync run '{run['name']}' started (warm)" in log.read_text()
-                assert any(
-                    str(r.get("sourceId")) == str(deal["id"])
-                    for r in sb.planhat.records("licenses")
-                )
-            other = subprocess.run(  # noqa: S603 - our own interpreter
-                [sys.executable, "-m", "deployments.cli", "worker", "--settings", str(directory),
-                 "--deployment", "incremental-sync/incremental-sync"],
-                env=_env(sb, server.api_url),
-                capture_output=True,
-                text=True,
-                timeout=120,
-            )  # fmt: skip
-            assert other.returncode == 1, other
-            assert "runs deal-sync deployments only" in other.stderr
-    finally:
-        server.stop()
+            run = _wait("the run was not created", created, 120, log)
+            state = _wait(
+                "the run did not finish",
+                lambda: (
+                    (s := api.get(f"/flow_runs/{run['id']}").json()["state_type"])
+                    in ("COMPLETED", "FAILED", "CRASHED")
+                    and s
+                ),
+                300,
+                log,
+            )
+            assert state == "COMPLETED", log.read_text()
+            assert f"deal-sync run '{run['name']}' started (warm)" in log.read_text()
+            assert any(
+                str(r.get("sourceId")) == str(deal["id"]) for r in sb.planhat.records("licenses")
+            )
+        other = subprocess.run(  # noqa: S603 - our own interpreter
+            [sys.executable, "-m", "deployments.cli", "worker", "--settings", str(directory),
+             "--deployment", "incremental-sync/incremental-sync"],
+            env=_env(sb, server.api_url),
+            capture_output=True,
+            text=True,
+            timeout=120,
+        )  # fmt: skip
+        assert other.returncode == 1, other
+        assert "runs deal-sync deployments only" in other.stderr
 
 
 def test_pdsync_worker_without_a_prefect_api_says_so(tmp_path: Path) -> None:
@@ -392,48 +359,38 @@ def test_a_warm_run_whose_process_died_is_marked_crashed(
 
     from deployments.warm import CRASH_DETECTOR
 
-    monkeypatch.setenv("SANDBOX_WEBHOOK_PASSWORD", PASSWORD)
-    server = LocalPrefectServer(tmp_path / "prefect-home", port=0).start()
-    try:
-        with Sandbox("small", burst=1_000_000) as sb:
-            monkeypatch.setenv("SANDBOX_PIPEDRIVE_TOKEN", sb.pipedrive_token)
-            monkeypatch.setenv("SANDBOX_PLANHAT_TOKEN", sb.planhat_token)
-            port = _free_port()
-            directory = _settings(tmp_path, sb, port)
-            (deal,) = _won_deals(sb, directory, 1)
-            log = tmp_path / "serve.log"
-            args = ["serve", "--settings", str(directory), "--port", str(port)]
-            with (
-                _process(args, _env(sb, server.api_url), log) as process,
-                httpx.Client(base_url=server.api_url, timeout=30) as api,
-                httpx.Client(
-                    base_url=sb.pipedrive_url, headers={"x-api-token": sb.pipedrive_token}
-                ) as pd,
-            ):
-                _wait("serve not ready", lambda: _healthy(port), 180, log)
-                found = api.post("/automations/filter", json={}).json()
-                assert [a["name"] for a in found].count(CRASH_DETECTOR) == 1
-                # the run will hang in its first Pipedrive read: killed meanwhile
-                pd.post("/_sandbox/faults", json={"route": "/api/v2/deals", "latency_ms": 60_000})
-                pd.patch(f"/api/v2/deals/{deal['id']}", json={"value": 4242}).raise_for_status()
+    with _world(tmp_path, monkeypatch) as (server, sb, directory, port):
+        (deal,) = _won_deals(sb, directory, 1)
+        log = tmp_path / "serve.log"
+        args = ["serve", "--settings", str(directory), "--port", str(port)]
+        with (
+            _process(args, _env(sb, server.api_url), log) as process,
+            httpx.Client(base_url=server.api_url, timeout=30) as api,
+            httpx.Client(
+                base_url=sb.pipedrive_url, headers={"x-api-token": sb.pipedrive_token}
+            ) as pd,
+        ):
+            _wait("serve not ready", lambda: _healthy(port), 180, log)
+            found = api.post("/automations/filter", json={}).json()
+            assert [a["name"] for a in found].count(CRASH_DETECTOR) == 1
+            # the run will hang in its first Pipedrive read: killed meanwhile
+            pd.post("/_sandbox/faults", json={"route": "/api/v2/deals", "latency_ms": 60_000})
+            pd.patch(f"/api/v2/deals/{deal['id']}", json={"value": 4242}).raise_for_status()
 
-                def running() -> dict[str, Any] | None:
-                    runs = _deal_sync_runs(server.api_url)
-                    return next((r for r in runs if r["state_type"] == "RUNNING"), None)
+            def running() -> dict[str, Any] | None:
+                runs = deal_sync_runs(server.api_url)
+                return next((r for r in runs if r["state_type"] == "RUNNING"), None)
 
-                run = _wait("no deal-sync run started", running, 180, log)
-                os.killpg(process.pid, signal.SIGKILL)  # the machine lost, say
-                process.wait(30)
-                state = _wait(
-                    "the dead run was not marked crashed",
-                    lambda: (
-                        (s := api.get(f"/flow_runs/{run['id']}").json()["state"])["type"]
-                        == "CRASHED"
-                        and s
-                    ),
-                    400,
-                    log,
-                )
-                assert "heartbeat" in state["message"]
-    finally:
-        server.stop()
+            run = _wait("no deal-sync run started", running, 180, log)
+            os.killpg(process.pid, signal.SIGKILL)  # the machine lost, say
+            process.wait(30)
+            state = _wait(
+                "the dead run was not marked crashed",
+                lambda: (
+                    (s := api.get(f"/flow_runs/{run['id']}").json()["state"])["type"] == "CRASHED"
+                    and s
+                ),
+                400,
+                log,
+            )
+            assert "heartbeat" in state["message"]

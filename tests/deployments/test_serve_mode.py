@@ -19,10 +19,11 @@ from typing import Any
 import httpx
 import pytest
 import yaml
+from prefect_support import deal_sync_runs
 
 import deployments.receiver
 from deployments.definitions import DEPLOYMENT_NAMES, build_deployments, deal_trigger
-from deployments.demo import deal_sync_runs, write_demo_settings
+from deployments.demo import write_demo_settings
 from deployments.prefect_server import (
     LocalPrefectServer,
     ServeError,
@@ -324,10 +325,14 @@ def test_a_deal_won_in_pipedrive_becomes_a_license_through_webhook_event_and_tri
             api = httpx.Client(base_url=prefect_server.api_url, timeout=10)
             run = _wait(
                 "the deal-sync run did not complete",
-                lambda: (
-                    (r := deal_sync_runs(api).get(deal["id"]))
-                    and r["state_type"] == "COMPLETED"
-                    and r
+                lambda: next(
+                    (
+                        r
+                        for r in deal_sync_runs(prefect_server.api_url)
+                        if r["parameters"].get("deal_id") == deal["id"]
+                        and r["state_type"] == "COMPLETED"
+                    ),
+                    None,
                 ),
                 log=log,
             )
@@ -339,7 +344,7 @@ def test_a_deal_won_in_pipedrive_becomes_a_license_through_webhook_event_and_tri
                 assert item is not None and item.status == "done"
                 report = store.run_report(run["id"])
                 assert report.counts["deal"] == {"created": 1}
-            assert len(deal_sync_runs(api)) == 1  # one notification, one run
+            assert len(deal_sync_runs(prefect_server.api_url)) == 1  # one notification, one run
 
             # the run's log (Prefect UI, Logs tab) has the product's lines, no token
             def product_lines() -> str | None:
