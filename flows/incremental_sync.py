@@ -1,6 +1,8 @@
 """The incremental-sync flow: everything that changed in Pipedrive since the last run, per
 section and direction; `full=True` is the backfill ("Fetch All"). It also catches any missed
-webhook, and recreates the Pipedrive webhook if it was deleted.
+webhook, and recreates the Pipedrive webhook if it was deleted. Then, for the sections that
+send, it scans Planhat for what changed there since the last sync and merges it into Pipedrive
+(`tasks.scan`).
 
 The run is a stream (`tasks.stream`): each list is read page by page while what belongs in
 Planhat is mapped and written in chunks of up to 5,000, companies first; each chunk's actions go
@@ -18,6 +20,7 @@ from flows.params import SettingsDir, form
 from tasks.connect import check_webhook_task
 from tasks.inbox import settle_notifications_task
 from tasks.report import report_logged_task
+from tasks.scan import scan_planhat_task
 from tasks.stream import stream_sync_task
 
 
@@ -43,6 +46,7 @@ def incremental_sync(
         check_webhook_task(ctx.settings, ctx.pipedrive, ctx.store)
         run = run_id()
         stream_sync_task(ctx, run, full)
+        scan_planhat_task(ctx, run)
         settle_notifications_task(ctx, started)
         title = "Full backfill" if full else "Incremental sync"
         return report_logged_task(ctx, run, title)

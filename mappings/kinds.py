@@ -31,6 +31,7 @@ class Kind:
     section: Section  # its section in integration.yaml (direction, options)
     stream: Stream  # its Pipedrive collection; also its cursor's name
     pipedrive_list: str  # the PipedriveClient method that lists it (`updated_since=` paging)
+    pipedrive_update: str  # the PipedriveClient method that writes fields of one record
     planhat: PlanhatObject  # the Planhat object the field maps name
     planhat_model: str  # Planhat's API model (the path: /companies, ...)
     file: str  # the field-map file
@@ -38,20 +39,34 @@ class Kind:
     planhat_title: str
 
     @property
+    def planhat_plural(self) -> str:
+        return "companies" if self.planhat_title == "company" else self.planhat_title + "s"
+
+    @property
     def label(self) -> str:
         """`organizations → companies`: how reports name what moved."""
-        plural = "companies" if self.planhat_title == "company" else self.planhat_title + "s"
-        return f"{self.stream} → {plural}"
+        return f"{self.stream} → {self.planhat_plural}"
+
+    @property
+    def sent_type(self) -> str:
+        """The run log's object type of what was written to Pipedrive (`organization_sent`)."""
+        return f"{self.pipedrive}_sent"
+
+    @property
+    def sent_label(self) -> str:
+        """`companies → organizations`: how reports name what was sent to Pipedrive."""
+        return f"{self.planhat_plural} → {self.stream}"
 
 
 KINDS: tuple[Kind, ...] = (
     Kind("organization", "organizations", "organizations", "iter_organizations",
-         "company", "companies", "organization_company.yaml", "organization", "company"),
-    Kind("person", "contacts", "persons", "iter_persons",
+         "update_organization", "company", "companies", "organization_company.yaml",
+         "organization", "company"),
+    Kind("person", "contacts", "persons", "iter_persons", "update_person",
          "enduser", "endusers", "person_enduser.yaml", "person", "end user"),
-    Kind("deal", "deals", "deals", "iter_deals",
+    Kind("deal", "deals", "deals", "iter_deals", "update_deal",
          "license", "licenses", "deal_license.yaml", "deal", "license"),
-    Kind("note", "notes", "notes", "iter_notes",
+    Kind("note", "notes", "notes", "iter_notes", "update_note",
          "note", "conversations", "note_note.yaml", "note", "note"),
 )  # fmt: skip
 
@@ -60,10 +75,12 @@ BY_ENTITY: dict[str, Kind] = {k.pipedrive: k for k in KINDS}
 BY_SECTION: dict[str, Kind] = {k.section: k for k in KINDS}
 BY_STREAM: dict[str, Kind] = {k.stream: k for k in KINDS}
 BY_PLANHAT: dict[str, Kind] = {k.planhat: k for k in KINDS}
+BY_SENT_TYPE: dict[str, Kind] = {k.sent_type: k for k in KINDS}
 
 __all__ = [
     "BY_ENTITY",
     "BY_PLANHAT",
+    "BY_SENT_TYPE",
     "BY_SECTION",
     "BY_STREAM",
     "KINDS",

@@ -41,18 +41,65 @@ from mappings.values import (
     receive_value,
     send_value,
 )
+from store.records import canonical_json
 
 __all__ = [
     "Conflict",
     "ConflictPolicy",
     "MergeResult",
+    "changed_fields",
     "field_hashes",
+    "flatten",
     "pipedrive_patch",
     "pipedrive_values",
     "planhat_patch",
     "planhat_values",
     "three_way_merge",
+    "unflatten",
 ]
+
+
+# --------------------------------------------------------------------------------------------
+# A Planhat body as flat fields: the per-field state a link keeps
+# --------------------------------------------------------------------------------------------
+
+
+def flatten(body: Mapping[str, Any]) -> dict[str, Any]:
+    """A Planhat body as `{key: value}` keyed like the rules (`name`, `custom.<name>`): the
+    form in which the last synced values are compared field by field."""
+    flat: dict[str, Any] = {}
+    for key, value in body.items():
+        if key == "custom" and isinstance(value, Mapping):
+            for name, inner in value.items():
+                flat[f"custom.{name}"] = inner
+        else:
+            flat[key] = value
+    return flat
+
+
+def unflatten(flat: Mapping[str, Any]) -> Record:
+    """`flatten` undone: the Planhat body (custom fields under `custom`)."""
+    return planhat_body(flat, {})
+
+
+def _same(a: Any, b: Any) -> bool:
+    """Equal as JSON values (`True` is not `1`; key order does not matter)."""
+    if type(a) is type(b) and not isinstance(a, dict | list):
+        return bool(a == b)
+    if type(a) is not type(b):
+        return False
+    return canonical_json({"v": a}) == canonical_json({"v": b})
+
+
+def changed_fields(synced: Mapping[str, Any], now: Mapping[str, Any]) -> dict[str, Any]:
+    """The fields of `now` (flat) whose value differs from the last synced one (`synced`, flat;
+    a field never synced counts as changed). A field missing from `now` is not a change: an
+    absent or empty value never overwrites (design §2.4)."""
+    return {
+        key: value
+        for key, value in now.items()
+        if key not in synced or not _same(synced[key], value)
+    }
 
 
 def field_hashes(values: Mapping[str, Any]) -> dict[str, str]:
@@ -147,6 +194,9 @@ class MergeResult:
     to_pipedrive: dict[str, Any] = field(default_factory=dict)
     conflicts: list[Conflict] = field(default_factory=list)
     base: dict[str, str] = field(default_factory=dict)
+    #: the value both sides hold once the writes succeed, per key whose value is known (keys
+    #: left as they were are not in it)
+    synced: dict[str, Any] = field(default_factory=dict)
 
     def __iter__(self) -> Iterator[Any]:  # values_for_planhat, values_for_pipedrive, conflicts
         return iter((self.to_planhat, self.to_pipedrive, self.conflicts))
@@ -197,6 +247,7 @@ def three_way_merge(
         ph_hash = field_hash(ph_value) if ph_value is not ABSENT else None
         if pd_hash is not None and pd_hash == ph_hash:
             result.base[key] = pd_hash
+            result.synced[key] = pd_value
             continue
         pd_changed = pd_hash is not None and pd_hash != before
         ph_changed = ph_hash is not None and ph_hash != before
@@ -217,10 +268,12 @@ def three_way_merge(
             result.to_planhat[key] = pd_value
             assert pd_hash is not None  # a side wins only with a changed, present value
             result.base[key] = pd_hash
+            result.synced[key] = pd_value
         elif winner == "planhat":
             result.to_pipedrive[key] = ph_value
             assert ph_hash is not None
             result.base[key] = ph_hash
+            result.synced[key] = ph_value
         elif before is not None:
             result.base[key] = before
     return result

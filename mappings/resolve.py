@@ -541,25 +541,35 @@ def compile_mappings(settings: Settings, account: Account) -> Mappings:
             )
         )
     integ = settings.integration
-    sending = [k.section for k in KINDS if integ.direction(k.section) in ("send", "both")]
-    for section in sending:
-        direction = integ.direction(section)
+    sending = [k for k in KINDS if integ.direction(k.section) in ("send", "both")]
+    for kind in sending:
+        direction = integ.direction(kind.section)
+        where = settings.locate(INTEGRATION_FILE, (kind.section, "direction"))
+        if kind.section == "notes":
+            warnings.append(
+                Problem(
+                    where,
+                    f"notes: direction {direction}: sending notes to Pipedrive is not "
+                    "implemented yet, so no note is written to Pipedrive"
+                    + (" (the receive half runs)" if direction == "both" else ""),
+                )
+            )
+            continue
         warnings.append(
             Problem(
-                settings.locate(INTEGRATION_FILE, (section, "direction")),
-                f"{section}: direction {direction}: sending to Pipedrive (Planhat → Pipedrive) "
-                "is not implemented yet, so nothing of this section is written to Pipedrive"
-                + (" (its receive half runs)" if direction == "both" else "")
-                + "; conflict_policy has no effect until it is",
+                where,
+                f"{kind.section}: direction {direction}: changes to linked {kind.planhat_plural} "
+                f"are sent to Pipedrive, but a {kind.planhat_title} created in Planhat (without "
+                f"a sourceId) is not created in Pipedrive yet",
             )
         )
-    send_only = [r for obj_rules in rules.values() for r in obj_rules if r.send and not r.receive]
+    send_only = [r for r in rules.get("note", ()) if r.send and not r.receive]
     for rule in send_only:
         warnings.append(
             Problem(
                 rule.location or settings.locate(INTEGRATION_FILE, ()),
-                f"{rule.key} → Pipedrive {rule.pipedrive_label}: a send-only rule; sending to "
-                "Pipedrive is not implemented yet, so this field is not synced",
+                f"{rule.key} → Pipedrive {rule.pipedrive_label}: a send-only note rule; sending "
+                "notes to Pipedrive is not implemented yet, so this field is not synced",
             )
         )
     if integ.organizations.direction in ("send", "none"):

@@ -35,8 +35,9 @@ from typing import Any
 from prefect import task
 from prefect.cache_policies import NO_CACHE
 
-from clients import PlanhatClient
+from clients import PipedriveClient, PlanhatClient
 from mappings.kinds import BY_ENTITY
+from mappings.merge import changed_fields, flatten, unflatten
 from mappings.receive import (
     deal_to_license,
     note_to_conversation,
@@ -44,12 +45,13 @@ from mappings.receive import (
     person_to_enduser,
 )
 from mappings.resolve import Mappings
-from mappings.rows import MappedBatch
+from mappings.rows import MappedBatch, Records
 from store import StateStore
-from store.records import LinkRow, RunAction, as_pipedrive_id, values_hash
+from store.records import LinkRow, RunAction, as_pipedrive_id
 from tasks import steplog
 from tasks.context import SyncContext
 from tasks.select import Scope
+from tasks.twoway import Plan, TwoWay, fold_conflicts, sends
 
 #: the keys an item carries for Planhat to match it on (the Pipedrive id), strongest first
 KEY_FIELDS = ("sourceId", "externalId")
@@ -144,16 +146,16 @@ def _outgoing(model: str, body: Mapping[str, Any], planhat_id: str | None) -> Ma
 def _send(
     planhat: PlanhatClient,
     model: str,
-    batch: MappedBatch,
+    bodies: Mapping[int, Mapping[str, Any]],
     positions: Sequence[int],
     known: Mapping[int, str],
     result: PushResult,
 ) -> tuple[list[tuple[int, str | None, Any]], list[tuple[int, str]]]:
-    """One bulk upsert of these records of the batch: (saved as (position, Planhat id or None,
-    outcome), failed as (position, reason)); Planhat's errors that name no item, and the
-    calls made, go into `result`."""
+    """One bulk upsert of these records (`bodies` by position in the batch): (saved as
+    (position, Planhat id or None, outcome), failed as (position, reason)); Planhat's errors
+    that name no item, and the calls made, go into `result`."""
     upsert = planhat.bulk_upsert(
-        model, [_outgoing(model, batch.records[pos], known.get(pos)) for pos in positions]
+        model, [_outgoing(model, bodies[pos], known.get(pos)) for pos in positions]
     )
     result.requests += upsert.requests
     saved: list[tuple[int, str | None, Any]] = []
@@ -180,37 +182,75 @@ def push_mapped(
     dry_run: bool,
     force: bool = False,
     fresh_companies: Set[str] = frozenset(),
+    twoway: TwoWay | None = None,
 ) -> PushResult:
-    """Upsert a mapped batch into Planhat, skipping records unchanged since the last sync
-    (unless `force`: a company resync sends everything), and record links and per-record
-    actions. `fresh_companies`: companies created by this run (their notes need no look-up).
+    """Upsert a mapped batch into Planhat: a linked record sends only the fields that changed
+    since the last sync (all of them with `force`: a company resync), a record with none is
+    not sent; then record links and per-record actions. `fresh_companies`: companies created
+    by this run (their notes need no look-up). `twoway`: the section also sends (both ways),
+    so changed records are merged field by field with Planhat's (`tasks.twoway`); a record
+    with a conflict is reported as such.
     In a dry run nothing is written anywhere but the run log (see the module docstring)."""
+    result = _push_mapped(
+        planhat, store, object_type, batch, dry_run=dry_run, force=force,
+        fresh_companies=fresh_companies, twoway=twoway,
+    )  # fmt: skip
+    result.actions = fold_conflicts(result.actions)
+    return result
+
+
+def _push_mapped(
+    planhat: PlanhatClient,
+    store: StateStore,
+    object_type: str,
+    batch: MappedBatch,
+    *,
+    dry_run: bool,
+    force: bool = False,
+    fresh_companies: Set[str] = frozenset(),
+    twoway: TwoWay | None = None,
+) -> PushResult:
     kind = BY_ENTITY[object_type]
     model, singular = kind.planhat_model, kind.planhat_title
     result = PushResult(object_type, actions=_issues_as_actions(object_type, batch))
     links = store.links_for(object_type, batch.ids)
     known: dict[int, str] = {}  # position in the batch → the record's Planhat id
-    to_send: list[int] = []
+    plans: dict[int, Plan] = {}
     for pos, (pipedrive_id, body) in enumerate(zip(batch.ids, batch.records, strict=True)):
         link = links.get(pipedrive_id)
+        now = flatten(body)
         if link is not None and link.planhat_id:
             known[pos] = link.planhat_id
             result.planhat_ids[pipedrive_id] = link.planhat_id
-            if not force and link.values_hash == values_hash(body):
-                result.actions.append(
-                    RunAction(object_type, "unchanged", pipedrive_id, link.planhat_id)
-                )
-                continue
+            synced = flatten(link.values)
+            plans[pos] = Plan(now, synced, dict(now) if force else changed_fields(synced, now))
+        else:
+            plans[pos] = Plan(now, None, dict(now))
+    if twoway is not None:
+        result.actions += twoway.merge(batch.ids, plans, known, force=force, dry_run=dry_run)
+    to_send: list[int] = []
+    settled: list[LinkRow] = []  # unchanged in Planhat, but a Pipedrive write synced fields
+    for pos, plan in plans.items():
+        if plan.synced_values is not None and not plan.for_planhat:
+            pipedrive_id = batch.ids[pos]
+            result.actions.append(RunAction(object_type, "unchanged", pipedrive_id, known.get(pos)))
+            after = plan.after()
+            if plan.merged and not dry_run and after != plan.synced_values:
+                settled.append(LinkRow(pipedrive_id, known.get(pos), unflatten(after)))
+            continue
         to_send.append(pos)
+    if settled:
+        store.upsert_links(object_type, settled)
     if not to_send:
         return result
+    sending = {pos: plans[pos].body() for pos in to_send}
     if model == "conversations":
         unlinked = [
             pos
             for pos in to_send
-            if pos not in known and batch.records[pos].get("companyId") not in fresh_companies
+            if pos not in known and sending[pos].get("companyId") not in fresh_companies
         ]
-        bodies = [batch.records[pos] for pos in unlinked]
+        bodies = [sending[pos] for pos in unlinked]
         for pos, planhat_id in zip(unlinked, find_planhat_ids(planhat, model, bodies), strict=True):
             if planhat_id:
                 known[pos] = planhat_id
@@ -229,17 +269,17 @@ def push_mapped(
             )
         return result
 
-    saved, failed = _send(planhat, model, batch, to_send, known, result)
+    saved, failed = _send(planhat, model, sending, to_send, known, result)
     if model == "conversations":
         # A note sent by the `_id` its link holds and refused (deleted in Planhat, say) is
         # looked for again by its keys: updated by the `_id` found, else created anew.
         stale = [pos for pos, _ in failed if pos in known]
         if stale:
-            bodies = [batch.records[pos] for pos in stale]
+            bodies = [sending[pos] for pos in stale]
             found = dict(zip(stale, find_planhat_ids(planhat, model, bodies), strict=True))
             retry = {pos: planhat_id for pos, planhat_id in found.items() if planhat_id}
             failed = [(pos, reason) for pos, reason in failed if pos not in found]
-            saved_again, failed_again = _send(planhat, model, batch, stale, retry, result)
+            saved_again, failed_again = _send(planhat, model, sending, stale, retry, result)
             saved += saved_again
             failed += failed_again
     for pos, reason in failed:
@@ -249,7 +289,7 @@ def push_mapped(
 
     nameless = [i for i, (_, planhat_id, _) in enumerate(saved) if not planhat_id]
     if nameless:
-        bodies = [batch.records[saved[i][0]] for i in nameless]
+        bodies = [sending[saved[i][0]] for i in nameless]
         for i, planhat_id in zip(nameless, find_planhat_ids(planhat, model, bodies), strict=True):
             saved[i] = (saved[i][0], planhat_id, saved[i][2])
     rows: list[LinkRow] = []
@@ -267,7 +307,7 @@ def push_mapped(
                 )
             )
             continue
-        rows.append(LinkRow(pipedrive_id, planhat_id, batch.records[pos]))
+        rows.append(LinkRow(pipedrive_id, planhat_id, unflatten(plans[pos].after())))
         result.planhat_ids[pipedrive_id] = planhat_id
         if status == "created":
             result.created.add(planhat_id)
@@ -298,20 +338,28 @@ def convert_and_push(
     scope: Scope,
     *,
     force: bool = False,
+    pipedrive: PipedriveClient | None = None,
 ) -> list[PushResult]:
-    """The whole push of one run, in dependency order (see the module docstring)."""
+    """The whole push of one run, in dependency order (see the module docstring). `pipedrive`
+    writes the send half of the sections that go both ways (required when one does)."""
     dry_run = mappings.dry_run
+
+    def push(object_type: str, batch: MappedBatch, records: Records, **options: Any) -> PushResult:
+        twoway = None
+        if sends(mappings, object_type):
+            if pipedrive is None:
+                raise ValueError(f"{object_type}s are sent both ways: give the Pipedrive client")
+            twoway = TwoWay(pipedrive, planhat, mappings, object_type, records)
+        return push_mapped(
+            planhat, store, object_type, batch, dry_run=dry_run, force=force, twoway=twoway,
+            **options,
+        )  # fmt: skip
+
     results: list[PushResult] = []
     companies = None
     if mappings.receives("organizations"):
-        companies = push_mapped(
-            planhat,
-            store,
-            "organization",
-            organization_to_company(scope.organizations, mappings),
-            dry_run=dry_run,
-            force=force,
-        )
+        orgs = scope.organizations
+        companies = push("organization", organization_to_company(orgs, mappings), orgs)
         results.append(companies)
     org_ids = {int(o["id"]) for o in scope.organizations}
     org_ids |= {o for o in scope.deal_orgs.values()} | set(scope.person_orgs.values())
@@ -321,45 +369,21 @@ def convert_and_push(
     company_ids = company_ids_for(store, org_ids, companies)
     fresh = companies.created if companies is not None else set()
     if mappings.receives("contacts"):
-        results.append(
-            push_mapped(
-                planhat,
-                store,
-                "person",
-                person_to_enduser(scope.persons, mappings, company_ids=company_ids),
-                dry_run=dry_run,
-                force=force,
-            )
-        )
+        persons = scope.persons
+        users = person_to_enduser(persons, mappings, company_ids=company_ids)
+        results.append(push("person", users, persons))
     if mappings.receives("deals"):
-        results.append(
-            push_mapped(
-                planhat,
-                store,
-                "deal",
-                deal_to_license(scope.deals, mappings, company_ids=company_ids),
-                dry_run=dry_run,
-                force=force,
-            )
-        )
+        licenses = deal_to_license(scope.deals, mappings, company_ids=company_ids)
+        results.append(push("deal", licenses, scope.deals))
     if mappings.receives("notes"):
-        results.append(
-            push_mapped(
-                planhat,
-                store,
-                "note",
-                note_to_conversation(
-                    scope.notes,
-                    mappings,
-                    company_ids=company_ids,
-                    deal_orgs=scope.deal_orgs,
-                    person_orgs=scope.person_orgs,
-                ),
-                dry_run=dry_run,
-                force=force,
-                fresh_companies=fresh,
-            )
+        conversations = note_to_conversation(
+            scope.notes,
+            mappings,
+            company_ids=company_ids,
+            deal_orgs=scope.deal_orgs,
+            person_orgs=scope.person_orgs,
         )
+        results.append(push("note", conversations, scope.notes, fresh_companies=fresh))
     return results
 
 
@@ -371,6 +395,8 @@ def convert_and_push(
     cache_policy=NO_CACHE,
 )
 def push_task(ctx: SyncContext, scope: Scope, force: bool = False) -> list[PushResult]:
-    results = convert_and_push(ctx.planhat, ctx.store, ctx.mappings, scope, force=force)
+    results = convert_and_push(
+        ctx.planhat, ctx.store, ctx.mappings, scope, force=force, pipedrive=ctx.pipedrive
+    )
     steplog.pushed(results, dry_run=ctx.dry_run)
     return results

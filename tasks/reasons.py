@@ -11,8 +11,12 @@ from typing import Any
 from mappings.kinds import KINDS
 
 ACTION_ORDER = ("created", "updated", "unchanged", "skipped", "conflict", "failed")
-#: each kind's label ("organizations → companies"), in the order of writing
-OBJECT_LABELS: dict[str, str] = {k.pipedrive: k.label for k in KINDS}
+#: each kind's label ("organizations → companies"), in the order of writing, then what was
+#: sent to Pipedrive ("companies → organizations")
+OBJECT_LABELS: dict[str, str] = {
+    **{k.pipedrive: k.label for k in KINDS},
+    **{k.sent_type: k.sent_label for k in KINDS},
+}
 
 #: a record named by its id in a reason ("deal 12 is lost, not won"); grouping replaces the id
 _RECORD_ID = re.compile(

@@ -57,6 +57,7 @@ from tasks.context import SyncContext
 from tasks.fetch import STREAMS, receiving_sections, since_with_overlap, update_time
 from tasks.push import PushResult, push_mapped
 from tasks.select import note_in_scope, select_won_deals
+from tasks.twoway import TwoWay
 
 log = logging.getLogger(__name__)
 
@@ -239,8 +240,11 @@ class StreamSync:
         if when is not None and (newest is None or when > newest):
             self.summary.newest[stream] = when
 
-    def push(self, object_type: str, batch: MappedBatch, held: int) -> PushResult:
-        """One chunk to Planhat, its actions to the run log at once."""
+    def push(self, object_type: str, batch: MappedBatch, records: list[Record]) -> PushResult:
+        """One chunk to Planhat (and, both ways, its merge with Planhat's side), its actions to
+        the run log at once."""
+        held = len(records)
+        twoway = TwoWay.for_push(self.pipedrive, self.planhat, self.mappings, object_type, records)
         result = push_mapped(
             self.planhat,
             self.store,
@@ -248,6 +252,7 @@ class StreamSync:
             batch,
             dry_run=self.dry_run,
             fresh_companies=self.fresh,
+            twoway=twoway,
         )
         self._log(result.actions)
         summary = self.summary
@@ -347,7 +352,7 @@ class StreamSync:
         while self.ready and (final or len(self.ready) >= self.chunk):
             batch, self.ready = self.ready[: self.chunk], self.ready[self.chunk :]
             mapped = deal_to_license(batch, self.mappings, company_ids=self.company_ids)
-            self.push("deal", mapped, len(batch))
+            self.push("deal", mapped, batch)
 
     # -- organizations ---------------------------------------------------------------------------
     def wanted_orgs(self) -> set[int]:
@@ -383,7 +388,7 @@ class StreamSync:
 
     def write_companies(self, chunk: dict[Any, Record]) -> None:
         orgs = list(chunk.values())
-        result = self.push("organization", organization_to_company(orgs, self.mappings), len(orgs))
+        result = self.push("organization", organization_to_company(orgs, self.mappings), orgs)
         self.company_ids.update(result.planhat_ids)
         self.fresh |= result.created
         for org_id in result.planhat_ids:
@@ -446,7 +451,7 @@ class StreamSync:
     def write_persons(self, chunk: dict[Any, Record]) -> None:
         persons = list(chunk.values())
         mapped = person_to_enduser(persons, self.mappings, company_ids=self.company_ids)
-        self.push("person", mapped, len(persons))
+        self.push("person", mapped, persons)
 
     # -- notes -----------------------------------------------------------------------------------
     def take_notes(self, pages: Iterable[list[Record]]) -> None:
@@ -496,7 +501,7 @@ class StreamSync:
             deal_orgs=self.deal_orgs,
             person_orgs=self.person_orgs,
         )
-        self.push("note", mapped, len(notes))
+        self.push("note", mapped, notes)
 
 
 def open_reader(

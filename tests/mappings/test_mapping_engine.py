@@ -449,17 +449,18 @@ def test_a_section_set_to_none_maps_nothing_and_dependents_are_warned(tmp_path: 
     assert len(deal_to_license([V2_REST_DEAL], mappings, company_ids=COMPANIES)) == 1
 
 
-def test_sending_to_pipedrive_is_said_to_be_not_implemented_never_silently_ignored(
-    tmp_path: Path,
-) -> None:
+def test_what_sending_does_not_do_yet_is_said_never_silently_ignored(tmp_path: Path) -> None:
     d = write_settings(tmp_path, INTEGRATION)  # organizations, contacts, deals, notes: both
     problems = [str(p) for p in compile_mappings(load_settings(d), ACCOUNT).problems]
-    for section in ("organizations", "contacts"):
+    for section, plural in (("organizations", "companies"), ("contacts", "end users")):
         assert any(
             p.startswith(f"{d}/integration.yaml:")
-            and f"{section}: direction both: sending to "
-            "Pipedrive (Planhat → Pipedrive) is not implemented yet"
-            in p
-            and "(its receive half runs)" in p
+            and f"{section}: direction both: changes to linked {plural} are sent to Pipedrive" in p
+            and "created in Planhat (without a sourceId) is not created in Pipedrive yet" in p
             for p in problems
         ), problems
+    assert any(
+        "notes: direction both: sending notes to Pipedrive is not implemented yet" in p
+        and "(the receive half runs)" in p
+        for p in problems
+    ), problems

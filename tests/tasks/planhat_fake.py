@@ -8,6 +8,7 @@ from collections import Counter
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from typing import Any
 
+from clients.errors import NotFoundError
 from clients.planhat import BulkUpsertResult, parse_bulk_answer
 from sandbox.dataset import PlanhatSeed
 from sandbox.planhat.store import PlanhatStore
@@ -38,6 +39,16 @@ class FakePlanhat:
             partial=partial,
             unattributed_errors=unattributed,
         )
+
+    def get(self, model: str, key: str) -> Record:
+        self.calls[f"GET /{model}/:id"] += 1
+        record = self.store.find(model, key)
+        if record is None:
+            raise NotFoundError(
+                f"Planhat has no {model[:-1]} {key}", service="Planhat", method="GET",
+                path=f"/{model}/{key}", status=404,
+            )  # fmt: skip
+        return dict(record)
 
     def iter_lean_companies(self) -> Iterator[Record]:
         self.calls["GET /leancompanies"] += 1

@@ -1,0 +1,317 @@
+"""The send direction's change detection: a scan of Planhat, compared field by field with what
+was last synced (design §3: Planhat has no "changed since" filter, and its `updatedAt` moves on
+every write, so the store's per-field state is the only judge).
+
+For each kind that sends (`tasks.twoway.sends`: companies → organizations, end users → persons,
+licenses → deals), in the order of writing:
+
+1. Planhat's list is read in pages at its maximum (5,000 companies, 2,000 others), only the
+   fields the rules name (`select=`).
+2. Each record with a `sourceId` (the Pipedrive id) is compared with its link's last synced
+   values, field by field, on the fields that may be sent. Unchanged records cost nothing more:
+   a scan of N unchanged records is ceil(N/page) Planhat calls and no write.
+   A record with a `sourceId` but no link (it came into Planhat another way, or the section
+   only sends) is paired with that Pipedrive record, as never synced.
+3. The changed ones' Pipedrive records are read fresh, 100 per call, and merged
+   (`tasks.twoway.merge_pair`): Planhat's changes go to Pipedrive (one PATCH per record),
+   Pipedrive's changes not received yet go to Planhat (one bulk upsert per page), conflicts
+   follow `conflict_policy` and are reported with both values.
+4. The links take the values both sides now hold; a field whose Pipedrive write failed keeps
+   its last synced value, so the next scan tries again.
+
+Records Planhat holds without a `sourceId` (created in Planhat) are counted and left alone:
+creating them in Pipedrive is not built yet (`mappings.resolve` says so when settings send).
+"""
+
+from __future__ import annotations
+
+import logging
+from collections import Counter
+from collections.abc import Iterable, Iterator, Mapping
+from typing import Any
+
+from prefect import task
+from prefect.cache_policies import NO_CACHE
+
+from clients import PipedriveClient, PlanhatClient
+from clients.planhat import PAGE_MAX, PAGE_MAX_DEFAULT
+from mappings.kinds import KINDS, Kind
+from mappings.merge import flatten, planhat_patch, planhat_values, unflatten
+from mappings.resolve import Mappings
+from mappings.values import field_hash
+from store import StateStore
+from store.records import LinkRow, RunAction, as_pipedrive_id
+from tasks.context import SyncContext
+from tasks.twoway import (
+    PipedriveWrite,
+    conflict_actions,
+    fold_conflicts,
+    merge_pair,
+    planhat_fields,
+    sends,
+    write_pipedrive,
+)
+
+log = logging.getLogger("tasks.steps")
+
+Record = dict[str, Any]
+
+
+class ScanSummary:
+    """What a scan did, per kind (Pipedrive entity), in counts; the actions are in the run log.
+    (A plain class: see `tasks.fetch.Fetched`.)"""
+
+    def __init__(self) -> None:
+        self.scanned: Counter[str] = Counter()  # Planhat records read
+        self.unsourced: Counter[str] = Counter()  # without a sourceId: created in Planhat
+        self.changed: Counter[str] = Counter()  # changed on Planhat's side since the last sync
+        self.to_pipedrive: Counter[str] = Counter()  # records written to Pipedrive
+        self.to_planhat: Counter[str] = Counter()  # records written to Planhat
+        self.conflicts: Counter[str] = Counter()
+        self.failed: Counter[str] = Counter()
+        self.planhat_writes: Counter[str] = Counter()  # bulk upserts
+        self.pipedrive_calls: Counter[str] = Counter()  # reads by id and writes
+
+
+def _pages(records: Iterable[Record], size: int) -> Iterator[list[Record]]:
+    page: list[Record] = []
+    for record in records:
+        page.append(record)
+        if len(page) >= size:
+            yield page
+            page = []
+    if page:
+        yield page
+
+
+def _changed_in_planhat(
+    mappings: Mappings, obj: str, record: Mapping[str, Any], synced: Mapping[str, Any]
+) -> bool:
+    """Whether a field that may be sent holds, in Planhat, another value than last synced."""
+    now = planhat_values(obj, record, mappings)
+    before = planhat_values(obj, synced, mappings)
+    for rule in mappings.send_rules(obj):
+        if rule.key not in now:
+            continue  # absent or empty: never a change (design §2.4)
+        if rule.key not in before or field_hash(before[rule.key]) != field_hash(now[rule.key]):
+            return True
+    return False
+
+
+class PlanhatScan:
+    """One scan's work for one kind, page by page."""
+
+    def __init__(
+        self,
+        pipedrive: PipedriveClient,
+        planhat: PlanhatClient,
+        store: StateStore,
+        mappings: Mappings,
+        kind: Kind,
+        summary: ScanSummary,
+        run_id: str,
+    ) -> None:
+        self.pipedrive = pipedrive
+        self.planhat = planhat
+        self.store = store
+        self.mappings = mappings
+        self.kind = kind
+        self.summary = summary
+        self.run_id = run_id
+        self.dry_run = mappings.dry_run
+
+    def run(self) -> None:
+        kind = self.kind
+        size = PAGE_MAX.get(kind.planhat_model, PAGE_MAX_DEFAULT)
+        records = self.planhat.iter_records(
+            kind.planhat_model, select=planhat_fields(self.mappings, kind.planhat)
+        )
+        for page in _pages(records, size):
+            self.page(page)
+
+    def page(self, page: list[Record]) -> None:
+        kind, obj, summary = self.kind, self.kind.planhat, self.summary
+        summary.scanned[kind.pipedrive] += len(page)
+        by_source: dict[int, Record] = {}
+        for record in page:
+            pipedrive_id = as_pipedrive_id(record.get("sourceId"))
+            if pipedrive_id is None or not isinstance(record.get("_id"), str):
+                summary.unsourced[kind.pipedrive] += 1
+                continue
+            by_source.setdefault(pipedrive_id, record)
+        links = self.store.links_for(kind.pipedrive, sorted(by_source))
+        candidates: dict[int, Record] = {}
+        for pipedrive_id, record in by_source.items():
+            link = links.get(pipedrive_id)
+            if link is not None and link.planhat_id not in (None, record["_id"]):
+                continue  # linked to another Planhat record: that one is the pair
+            synced = link.values if link is not None else {}
+            if link is None or _changed_in_planhat(self.mappings, obj, record, synced):
+                candidates[pipedrive_id] = record
+        if not candidates:
+            return
+        summary.changed[kind.pipedrive] += len(candidates)
+        self.merge(candidates, links)
+
+    def merge(self, candidates: Mapping[int, Record], links: Mapping[int, Any]) -> None:
+        kind, obj, summary = self.kind, self.kind.planhat, self.summary
+        read = getattr(self.pipedrive, kind.pipedrive_list)
+        ids = sorted(candidates)
+        summary.pipedrive_calls[kind.pipedrive] += -(-len(ids) // 100)
+        current = {r["id"]: r for r in read(ids=ids) if isinstance(r.get("id"), int)}
+        actions: list[RunAction] = []
+        writes: list[PipedriveWrite] = []
+        upserts: list[tuple[int, Record]] = []
+        after: dict[int, tuple[str, dict[str, Any]]] = {}
+        for pipedrive_id, record in candidates.items():
+            planhat_id = record["_id"]
+            link = links.get(pipedrive_id)
+            raw = current.get(pipedrive_id)
+            if raw is None:
+                if link is not None:
+                    actions.append(
+                        RunAction(
+                            kind.sent_type,
+                            "skipped",
+                            pipedrive_id,
+                            planhat_id,
+                            reason=f"{kind.pipedrive_title} {pipedrive_id} is not in Pipedrive "
+                            f"any more (deleted?): its {kind.planhat_title}'s changes are not sent",
+                        )
+                    )
+                continue
+            synced = link.values if link is not None else {}
+            result = merge_pair(
+                self.mappings, obj, synced=synced, pipedrive_record=raw, planhat_record=record
+            )
+            actions += conflict_actions(kind, pipedrive_id, planhat_id, result)
+            summary.conflicts[kind.pipedrive] += len(result.conflicts)
+            if result.to_pipedrive:
+                writes.append(PipedriveWrite(pipedrive_id, planhat_id, result.to_pipedrive, raw))
+            if result.to_planhat:
+                item = planhat_patch(obj, result.to_planhat, source_id=pipedrive_id)
+                if record.get("companyId"):
+                    item["companyId"] = record["companyId"]
+                upserts.append((pipedrive_id, item))
+            values = {**flatten(synced), **result.synced}
+            after[pipedrive_id] = (planhat_id, values)
+        outcome = write_pipedrive(self.pipedrive, self.mappings, kind, writes, dry_run=self.dry_run)
+        actions += outcome.actions
+        summary.pipedrive_calls[kind.pipedrive] += outcome.requests
+        summary.to_pipedrive[kind.pipedrive] += sum(
+            1 for a in outcome.actions if a.action == "updated"
+        )
+        for write in writes:  # a field Pipedrive refused keeps its last synced value
+            if write.pipedrive_id in outcome.failed:
+                planhat_id, values = after[write.pipedrive_id]
+                old = (
+                    flatten(links[write.pipedrive_id].values) if write.pipedrive_id in links else {}
+                )
+                for key in write.values:
+                    if key in old:
+                        values[key] = old[key]
+                    else:
+                        values.pop(key, None)
+        refused = self.write_planhat(upserts, actions)
+        summary.failed[kind.pipedrive] += len(outcome.failed) + len(refused)
+        if actions:
+            self.store.log_actions(self.run_id, fold_conflicts(actions))
+        if self.dry_run:
+            return
+        rows = [
+            LinkRow(pipedrive_id, planhat_id, unflatten(values))
+            for pipedrive_id, (planhat_id, values) in after.items()
+            if pipedrive_id not in refused
+            and (pipedrive_id not in links or flatten(links[pipedrive_id].values) != values)
+        ]
+        if rows:
+            self.store.upsert_links(kind.pipedrive, rows)
+
+    def write_planhat(
+        self, upserts: list[tuple[int, Record]], actions: list[RunAction]
+    ) -> set[int]:
+        """Pipedrive's side of the merged records to Planhat, in one bulk upsert; returns the
+        records Planhat refused (their links stay as they were)."""
+        kind = self.kind
+        if not upserts:
+            return set()
+        if self.dry_run:
+            for pipedrive_id, _ in upserts:
+                actions.append(
+                    RunAction(
+                        kind.pipedrive, "updated", pipedrive_id, reason="dry run: would be updated"
+                    )
+                )
+            return set()
+        result = self.planhat.bulk_upsert(kind.planhat_model, [item for _, item in upserts])
+        self.summary.planhat_writes[kind.pipedrive] += result.requests
+        refused: set[int] = set()
+        confirmed: set[int] = set()
+        for outcome in result.items:
+            pipedrive_id = upserts[outcome.index][0]
+            if outcome.status in ("created", "updated", "unchanged"):
+                confirmed.add(pipedrive_id)
+                actions.append(RunAction(kind.pipedrive, outcome.status, pipedrive_id, outcome.id))
+            else:
+                refused.add(pipedrive_id)
+                actions.append(
+                    RunAction(
+                        kind.pipedrive,
+                        "failed",
+                        pipedrive_id,
+                        reason=outcome.error
+                        or f"Planhat did not confirm this {kind.planhat_title}",
+                    )
+                )
+        refused |= {pipedrive_id for pipedrive_id, _ in upserts} - confirmed - refused
+        self.summary.to_planhat[kind.pipedrive] += len(confirmed)
+        return refused
+
+
+def scan_planhat(
+    pipedrive: PipedriveClient,
+    planhat: PlanhatClient,
+    store: StateStore,
+    mappings: Mappings,
+    *,
+    run_id: str,
+) -> ScanSummary:
+    """Scan Planhat for what changed there since the last sync, per kind that sends, and merge
+    it into Pipedrive (see the module docstring)."""
+    summary = ScanSummary()
+    for kind in KINDS:
+        if sends(mappings, kind.pipedrive):
+            summary.scanned[kind.pipedrive] += 0  # scanned, even if Planhat holds none
+            PlanhatScan(pipedrive, planhat, store, mappings, kind, summary, run_id).run()
+    return summary
+
+
+def scanned(summary: ScanSummary, *, dry_run: bool) -> None:
+    """The scan's log line per kind."""
+    for kind in KINDS:
+        name = kind.pipedrive
+        if name not in summary.scanned:
+            continue
+        log.info(
+            "scanned Planhat %s: %s read, %s changed since the last sync, %s created in Planhat "
+            "(not sent: creating in Pipedrive is not built yet); %s %s to Pipedrive, %s to "
+            "Planhat, %s conflicts, %s failed",
+            kind.planhat_plural,
+            f"{summary.scanned[name]:,}",
+            f"{summary.changed[name]:,}",
+            f"{summary.unsourced[name]:,}",
+            "would write" if dry_run else "wrote",
+            f"{summary.to_pipedrive[name]:,}",
+            f"{summary.to_planhat[name]:,}",
+            f"{summary.conflicts[name]:,}",
+            f"{summary.failed[name]:,}",
+        )
+
+
+@task(name="scan Planhat and send its changes", cache_policy=NO_CACHE)
+def scan_planhat_task(ctx: SyncContext, run_id: str) -> ScanSummary:
+    """Planhat's changes since the last sync, merged into Pipedrive, for the sections that
+    send (nothing to do, and no call, when none does)."""
+    summary = scan_planhat(ctx.pipedrive, ctx.planhat, ctx.store, ctx.mappings, run_id=run_id)
+    scanned(summary, dry_run=ctx.dry_run)
+    return summary

@@ -1,0 +1,314 @@
+"""Both ways, field by field (`tasks.twoway`, `tasks.scan`, `tasks.push`), against in-memory
+Pipedrive and Planhat at the client seam (`pipedrive_fake`, `planhat_fake`: the sandboxes'
+own models) and a real SQLite store: a change goes to the other side only where it changed,
+conflicts follow the policy and are reported, null clears and empty never does, receive-only
+fields are never written to Pipedrive, and a change bounces at most once (write counters)."""
+
+from __future__ import annotations
+
+import shutil
+from collections import Counter
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from pipedrive_fake import FakePipedrive
+from planhat_fake import FakePlanhat
+
+from deployments.sandbox_settings import SANDBOX_DIR, account_from_seed
+from mappings.loading import load_settings
+from mappings.receive import organization_to_company
+from mappings.resolve import Mappings, compile_mappings
+from sandbox.data import generate
+from store import StateStore
+from store.records import RunAction
+from tasks.push import PushResult, push_mapped
+from tasks.scan import ScanSummary, scan_planhat
+from tasks.twoway import TwoWay
+
+ORG = 1  # Müller & Søn GmbH, in Hamburg, with a website
+
+
+def settings_dir(
+    tmp: Path, organizations: str = "both", policy: str = "pipedrive_wins", dry_run: bool = False
+) -> Path:
+    target = tmp / "settings"
+    shutil.copytree(SANDBOX_DIR, target, ignore=shutil.ignore_patterns("__pycache__", "*.py"))
+    path = target / "integration.yaml"
+    text = path.read_text()
+    text = text.replace(
+        "organizations:\n  direction: receive", f"organizations:\n  direction: {organizations}"
+    )
+    text = text.replace("conflict_policy: pipedrive_wins", f"conflict_policy: {policy}")
+    text = text.replace("dry_run: false", f"dry_run: {str(dry_run).lower()}")
+    path.write_text(text)
+    return target
+
+
+class World:
+    """Both services, the store and the settings; the steps a run takes, one by one."""
+
+    def __init__(self, tmp: Path, organizations: str = "both", policy: str = "pipedrive_wins"):
+        pd_seed, ph_seed = generate("small", 7)
+        self.pipedrive = FakePipedrive(pd_seed)
+        self.planhat = FakePlanhat()
+        self.store = StateStore(f"sqlite:///{tmp / 'state.db'}")
+        self.account = account_from_seed(pd_seed, ph_seed.users)
+        self.mappings: Mappings = compile_mappings(
+            load_settings(settings_dir(tmp, organizations, policy)), self.account
+        )
+        self.actions: list[RunAction] = []
+
+    def close(self) -> None:
+        self.store.close()
+
+    # -- the two sides, as people edit them ---------------------------------------------------
+    def org(self, org_id: int = ORG) -> dict[str, Any]:
+        record = self.pipedrive.model.organizations.get(org_id)
+        assert record is not None
+        return dict(record)
+
+    def company(self, org_id: int = ORG) -> dict[str, Any]:
+        record = self.planhat.store.find("companies", f"srcid-{org_id}")
+        assert record is not None
+        return dict(record)
+
+    def edit_pipedrive(self, org_id: int = ORG, **fields: Any) -> None:
+        self.pipedrive.model.update_organization(org_id, fields)
+
+    def edit_planhat(self, org_id: int = ORG, **fields: Any) -> None:
+        self.planhat.store.bulk_upsert("companies", [{"sourceId": str(org_id), **fields}])
+
+    def set_times(self, *, pipedrive: str, planhat: str, org_id: int = ORG) -> None:
+        self.pipedrive.model.organizations.put({**self.org(org_id), "update_time": pipedrive})
+        company = self.planhat.store.find("companies", f"srcid-{org_id}")
+        assert company is not None
+        company["updatedAt"] = planhat
+
+    # -- runs ------------------------------------------------------------------------------------
+    def receive(self, *org_ids: int, force: bool = False) -> PushResult:
+        """What a deal notification, the stream or a resync does with these organizations."""
+        orgs = list(self.pipedrive.iter_organizations(ids=org_ids or (ORG,)))
+        twoway = TwoWay.for_push(
+            self.pipedrive,  # type: ignore[arg-type]  # fakes at the client seam
+            self.planhat,  # type: ignore[arg-type]
+            self.mappings,
+            "organization",
+            orgs,
+        )
+        result = push_mapped(
+            self.planhat,  # type: ignore[arg-type]
+            self.store,
+            "organization",
+            organization_to_company(orgs, self.mappings),
+            dry_run=self.mappings.dry_run,
+            force=force,
+            twoway=twoway,
+        )
+        self.actions += result.actions
+        return result
+
+    def scan(self) -> ScanSummary:
+        self.store.log_actions("run", [])  # the run exists
+        return scan_planhat(
+            self.pipedrive,  # type: ignore[arg-type]
+            self.planhat,  # type: ignore[arg-type]
+            self.store,
+            self.mappings,
+            run_id="run",
+        )
+
+    def logged(self) -> list[RunAction]:
+        entries = self.store.run_report("run").problems
+        return [
+            RunAction(e.object_type, e.action, e.pipedrive_id, reason=e.reason) for e in entries
+        ]
+
+    def reset_counters(self) -> None:
+        self.pipedrive.calls.clear()
+        self.planhat.calls.clear()
+
+
+@pytest.fixture()
+def world(tmp_path: Path) -> Iterator[World]:
+    w = World(tmp_path)
+    yield w
+    w.close()
+
+
+def planhat_writes(world: World) -> int:
+    return sum(n for name, n in world.planhat.calls.items() if name.startswith("PUT"))
+
+
+def test_a_planhat_edit_reaches_pipedrive_by_the_scan_and_bounces_no_further(world: World) -> None:
+    world.receive()
+    world.edit_planhat(name="Müller & Søn (renamed in Planhat)")
+    world.reset_counters()
+    summary = world.scan()
+    assert world.org()["name"] == "Müller & Søn (renamed in Planhat)"
+    assert world.pipedrive.writes() == 1 and planhat_writes(world) == 0
+    assert summary.changed["organization"] == 1 and summary.to_pipedrive["organization"] == 1
+    # The change comes back from Pipedrive (its webhook, the next incremental read): equal to
+    # what was last synced, so nothing is written, and the next scan finds nothing either.
+    world.reset_counters()
+    again = world.receive()
+    assert [a.action for a in again.actions] == ["unchanged"]
+    world.scan()
+    assert world.pipedrive.writes() == 0 and planhat_writes(world) == 0
+
+
+def test_a_pipedrive_change_to_one_field_never_reverts_a_planhat_edit_to_another(
+    world: World,
+) -> None:
+    world.receive()
+    world.edit_planhat(name="Renamed in Planhat")
+    world.edit_pipedrive(website="https://mueller.example")
+    world.reset_counters()
+    world.receive()
+    company = world.company()
+    assert company["name"] == "Renamed in Planhat" and company["web"] == "https://mueller.example"
+    # the merge read Planhat's side and sent its edit to Pipedrive in the same run
+    assert world.org()["name"] == "Renamed in Planhat"
+    assert world.pipedrive.writes() == 1
+    # a change to a receive-only field (the city) sends that field alone
+    world.edit_planhat(name="Renamed again")
+    world.edit_pipedrive(address={**world.org()["address"], "locality": "Lübeck"})
+    world.receive()
+    assert world.company()["name"] == "Renamed again" and world.company()["city"] == "Lübeck"
+
+
+def test_a_resync_never_reverts_a_planhat_edit(world: World) -> None:
+    world.receive()
+    world.edit_planhat(name="Renamed in Planhat")
+    world.receive(force=True)
+    assert world.company()["name"] == "Renamed in Planhat"
+    assert world.org()["name"] == "Renamed in Planhat"
+
+
+@pytest.mark.parametrize(
+    ("policy", "pipedrive_time", "planhat_time", "kept"),
+    [
+        ("pipedrive_wins", "2026-11-29T10:00:00Z", "2026-11-29T11:00:00.000Z", "pipedrive"),
+        ("planhat_wins", "2026-11-29T11:00:00Z", "2026-11-29T10:00:00.000Z", "planhat"),
+        ("newest_wins", "2026-11-29T10:00:00Z", "2026-11-29T11:00:00.000Z", "planhat"),
+        ("newest_wins", "2026-11-29T11:00:00Z", "2026-11-29T10:00:00.000Z", "pipedrive"),
+    ],
+)
+@pytest.mark.parametrize("found_by", ["receive", "scan"])
+def test_a_field_changed_on_both_sides_follows_the_policy_and_is_reported(
+    tmp_path: Path, policy: str, pipedrive_time: str, planhat_time: str, kept: str, found_by: str
+) -> None:
+    world = World(tmp_path, policy=policy)
+    try:
+        world.receive()
+        world.edit_pipedrive(name="Pipedrive's name")
+        world.edit_planhat(name="Planhat's name")
+        world.set_times(pipedrive=pipedrive_time, planhat=planhat_time)
+        if found_by == "receive":
+            world.receive()
+            conflicts = [a for a in world.actions if a.action == "conflict"]
+        else:
+            world.scan()
+            conflicts = [a for a in world.logged() if a.action == "conflict"]
+        winner = "Pipedrive's name" if kept == "pipedrive" else "Planhat's name"
+        assert world.org()["name"] == winner and world.company()["name"] == winner
+        assert len(conflicts) == 1
+        reason = conflicts[0].reason or ""
+        assert "Pipedrive 'Pipedrive's name'" in reason and "Planhat 'Planhat's name'" in reason
+        assert f"{kept.capitalize()} kept ({policy})" in reason
+        # settled: nothing more to write either way
+        world.reset_counters()
+        world.receive()
+        world.scan()
+        assert world.pipedrive.writes() == 0 and planhat_writes(world) == 0
+    finally:
+        world.close()
+
+
+def test_null_clears_both_ways_and_empty_never_does(world: World) -> None:
+    world.receive()
+    world.edit_planhat(web=None)  # cleared in Planhat
+    world.scan()
+    assert world.org()["website"] is None
+    world.edit_pipedrive(website="https://back.example")
+    world.receive()
+    assert world.company()["web"] == "https://back.example"
+    world.edit_pipedrive(website=None)  # cleared in Pipedrive
+    world.receive()
+    assert world.company()["web"] is None
+    world.edit_pipedrive(website="https://again.example")
+    world.receive()
+    world.edit_planhat(web="")  # empty: never overwrites
+    world.reset_counters()
+    world.scan()
+    assert world.org()["website"] == "https://again.example" and world.pipedrive.writes() == 0
+
+
+def test_a_receive_only_field_is_never_written_to_pipedrive(world: World) -> None:
+    world.receive()
+    world.edit_planhat(city="Planhat City", country="Planhatland")  # receive-only fields
+    world.reset_counters()
+    summary = world.scan()
+    assert world.pipedrive.writes() == 0 and summary.changed["organization"] == 0
+    assert world.org()["address"]["locality"] == "Hamburg"
+
+
+def test_a_scan_of_unchanged_records_reads_one_page_and_writes_nothing(world: World) -> None:
+    world.receive(*range(1, 21))
+    world.reset_counters()
+    summary = world.scan()
+    held = len(world.planhat.records("companies"))
+    assert held >= 15 and summary.scanned["organization"] == held
+    assert summary.changed["organization"] == 0
+    assert world.planhat.calls == Counter({"GET /companies": 1})
+    assert world.pipedrive.calls == Counter()
+
+
+def test_a_write_pipedrive_refuses_is_reported_and_tried_again(world: World) -> None:
+    world.receive()
+    world.edit_planhat(name="Renamed in Planhat")
+    world.pipedrive.refuse.add(("organization", ORG))
+    summary = world.scan()
+    assert summary.failed["organization"] == 1
+    failed = [a for a in world.logged() if a.action == "failed"]
+    assert failed and failed[0].object_type == "organization_sent"
+    assert "Pipedrive refused name" in (failed[0].reason or "")
+    assert world.org()["name"] == "Müller & Søn GmbH"
+    world.pipedrive.refuse.clear()
+    world.scan()
+    assert world.org()["name"] == "Renamed in Planhat"
+
+
+def test_a_dry_run_scan_writes_nothing_and_says_what_it_would(tmp_path: Path) -> None:
+    world = World(tmp_path)
+    try:
+        world.receive()
+        world.edit_planhat(name="Renamed in Planhat")
+        dry = load_settings(settings_dir(tmp_path / "dry", dry_run=True))
+        world.mappings = compile_mappings(dry, world.account)
+        world.reset_counters()
+        world.scan()
+        assert world.pipedrive.writes() == 0 and world.org()["name"] == "Müller & Søn GmbH"
+        report = world.store.run_report("run")
+        assert report.counts.get("organization_sent", {}).get("updated") == 1
+    finally:
+        world.close()
+
+
+def test_send_only_pairs_a_planhat_company_by_its_source_id(tmp_path: Path) -> None:
+    world = World(tmp_path, organizations="send")
+    try:
+        # a company Planhat holds with the organization's id, never synced by us
+        world.planhat.store.bulk_upsert(
+            "companies", [{"sourceId": str(ORG), "name": "Planhat's own name", "web": None}]
+        )
+        summary = world.scan()
+        assert summary.changed["organization"] == 1
+        org = world.org()
+        assert org["name"] == "Planhat's own name" and org["website"] is None
+        world.reset_counters()
+        world.scan()
+        assert world.pipedrive.writes() == 0 and planhat_writes(world) == 0
+    finally:
+        world.close()
