@@ -13,6 +13,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 from pipedrive_fake import FakePipedrive
 from planhat_fake import FakePlanhat
 
@@ -312,3 +314,58 @@ def test_send_only_pairs_a_planhat_company_by_its_source_id(tmp_path: Path) -> N
         assert world.pipedrive.writes() == 0 and planhat_writes(world) == 0
     finally:
         world.close()
+
+
+# -- convergence under random edits ---------------------------------------------------------------
+
+NAMES = st.sampled_from(["Alpha", "Beta", "Gamma ÄÖ", "Delta & Co"])
+WEBS = st.sampled_from(["https://a.example", "https://b.example", None])
+EDIT = st.one_of(
+    st.tuples(st.just("pipedrive"), st.just("name"), NAMES),
+    st.tuples(st.just("pipedrive"), st.just("website"), WEBS),
+    st.tuples(st.just("planhat"), st.just("name"), NAMES),
+    st.tuples(st.just("planhat"), st.just("web"), WEBS),
+    st.tuples(st.just("run"), st.sampled_from(["receive", "scan", "resync"]), st.none()),
+)
+
+
+def both_sides(world: World) -> tuple[tuple[Any, Any], tuple[Any, Any]]:
+    org, company = world.org(), world.company()
+    return (org["name"], org["website"]), (company["name"], company.get("web"))
+
+
+@pytest.mark.parametrize("policy", ["pipedrive_wins", "planhat_wins", "newest_wins"])
+def test_random_edits_on_both_sides_converge_and_then_nothing_is_written(
+    tmp_path_factory: pytest.TempPathFactory, policy: str
+) -> None:
+    @settings(
+        max_examples=25, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+    )
+    @given(edits=st.lists(EDIT, max_size=8))
+    def run(edits: list[tuple[str, str, Any]]) -> None:
+        world = World(tmp_path_factory.mktemp("world"), policy=policy)
+        try:
+            world.receive()
+            for side, name, value in edits:
+                if side == "pipedrive":
+                    world.edit_pipedrive(**{name: value})
+                elif side == "planhat":
+                    world.edit_planhat(**{name: value})
+                elif name == "scan":
+                    world.scan()
+                else:
+                    world.receive(force=name == "resync")
+            # what every run does in turn: the stream (or a notification), then the scan
+            world.receive()
+            world.scan()
+            pipedrive, planhat = both_sides(world)
+            assert pipedrive == planhat
+            world.reset_counters()
+            world.receive()
+            world.scan()
+            assert world.pipedrive.writes() == 0 and planhat_writes(world) == 0
+            assert both_sides(world) == (pipedrive, planhat)
+        finally:
+            world.close()
+
+    run()
