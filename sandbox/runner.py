@@ -116,6 +116,7 @@ class Sandbox:
         for served in self._served:
             served.stop()
         self.pipedrive.close()
+        self.planhat.close()
 
     async def serve_forever(self, on_started: Callable[[], None] | None = None) -> None:
         """Serve both apps in the foreground until SIGINT or SIGTERM.
@@ -132,6 +133,7 @@ class Sandbox:
             )
         finally:
             self.pipedrive.close()
+            self.planhat.close()
 
     def __enter__(self) -> Sandbox:
         return self.start()

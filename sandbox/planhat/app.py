@@ -11,10 +11,17 @@ Endpoints (`reference/planhat-api.md` §1-6):
 * Auth: `Authorization: Bearer <token>`, or basic auth with the token as user name. 401 for a
   missing or unknown token; 403 with `permissionErrors` when a read-only token writes.
 * Rate limits (`PlanhatRateLimit`), fault injection and request counters (`FaultMiddleware`).
+* Automations with an outbound webhook step (`sandbox.planhat.automations`): every create,
+  and every update that changes a value, of a record of a configured model POSTs a small JSON
+  body (ids, event, changed fields) to the automation's URL with its headers, in the background.
 * Admin (never limited, faulted, counted or authenticated): `/_sandbox/faults`,
-  `/_sandbox/counters`, `GET|PUT /_sandbox/ratelimit`, `GET /_sandbox/dump/<model>`.
+  `/_sandbox/counters`, `GET|PUT /_sandbox/ratelimit`, `GET /_sandbox/dump/<model>`,
+  `GET|PUT|DELETE /_sandbox/automations` (`{"automations": [...]}`; a bad body is a 400 that
+  changes nothing) and `GET|DELETE /_sandbox/automations/deliveries` (one entry per attempt).
 
-Python API: `PlanhatSandbox(seed, tokens)`; serve `.asgi`.
+Python API: `PlanhatSandbox(seed, tokens, automation_time_scale=1.0)`; serve `.asgi`;
+`set_automations`, `automations`, `automation_deliveries`, `clear_automation_deliveries`,
+`wait_for_automation_deliveries`, `wait_automations_idle`; `close()` stops the delivery thread.
 """
 
 from __future__ import annotations
@@ -38,6 +45,7 @@ from sandbox.faults import (
     admin_router,
     send_json,
 )
+from sandbox.planhat.automations import AutomationDeliverer, automations_router
 from sandbox.planhat.store import (
     COMPANY_OWNED,
     MAX_BULK,
@@ -253,8 +261,11 @@ class PlanhatSandbox:
         per_second: int = 150,
         per_minute_soft: int = 200,
         fault_seed: int = 0,
+        automation_time_scale: float = 1.0,
     ) -> None:
         self.store = PlanhatStore(seed)
+        self.deliverer = AutomationDeliverer(automation_time_scale, write_lock=self.store.lock)
+        self.store.listeners.append(self.deliverer.on_change)
         self.faults = FaultInjector(fault_seed)
         self.counters = RequestCounters()
         self.app = self._build_app()
@@ -272,12 +283,46 @@ class PlanhatSandbox:
             copied: list[Record] = orjson.loads(orjson.dumps(self.store.records(model)))
             return copied
 
+    # --- automations ---
+
+    def set_automations(self, automations: Iterable[Any]) -> list[dict[str, Any]]:
+        """Replace the automations (dicts as `PUT /_sandbox/automations` takes them, or
+        `Automation`s); `AutomationError` (a `ValueError`) for a bad one, nothing changed."""
+        self.deliverer.set(automations)
+        return self.deliverer.configured()
+
+    def automations(self) -> list[dict[str, Any]]:
+        """The configured automations, in their JSON form."""
+        return self.deliverer.configured()
+
+    def automation_deliveries(self) -> list[dict[str, Any]]:
+        """The delivery log: one entry per attempt (`id`, `automation`, `model`, `event`,
+        `_id`, `attempt`, `url`, `status`, `error`, `ok`, `duration_ms`, `time`, `dropped`)."""
+        return self.deliverer.log.entries()
+
+    def clear_automation_deliveries(self) -> None:
+        self.deliverer.log.clear()
+
+    def wait_for_automation_deliveries(self, n: int, timeout: float = 10.0) -> list[dict[str, Any]]:
+        """Block until at least `n` attempts are logged (TimeoutError otherwise)."""
+        return self.deliverer.log.wait_for(n, timeout)
+
+    def wait_automations_idle(self, timeout: float = 10.0) -> list[dict[str, Any]]:
+        """Block until every fired delivery is done, retries included; the log then."""
+        self.deliverer.wait_idle(timeout)
+        return self.deliverer.log.entries()
+
+    def close(self) -> None:
+        """Stop the automations' delivery thread (idempotent)."""
+        self.deliverer.close()
+
     # --- the HTTP app ---
 
     def _build_app(self) -> FastAPI:
         store = self.store
         app = FastAPI(docs_url=None, redoc_url=None, openapi_url=None)
         app.include_router(admin_router(self.faults, self.counters))
+        app.include_router(automations_router(self.deliverer))
 
         @app.exception_handler(StarletteHTTPException)
         async def http_error(request: Request, exc: StarletteHTTPException) -> Response:

@@ -17,6 +17,10 @@ Pure Python, no HTTP (`sandbox.planhat.app` serves it). Facts come from
   End users whose company cannot be resolved are dropped silently, as Planhat does.
 * A write replaces the stored dict with a new one (copy on write), so a dict handed out for
   serialisation never changes under the serialiser; every store method runs under `lock`.
+* `listeners` are called, under the lock, with `(model, old, new)` after every create (`old`
+  None) and every update that changed a value of the record written (the sandbox's
+  Automations, `sandbox.planhat.automations`); seeding, deletes and the values derived on
+  other records (rollups, `companyName`) call none. A listener must be quick and not raise.
 
 Its size: the four Planhat models' rules (keys, matching, validation, derived fields,
 rollups) share one store and its lock; split, every rule would cross modules.
@@ -27,11 +31,14 @@ from __future__ import annotations
 import re
 import threading
 import time
+from collections.abc import Callable
 from datetime import UTC, datetime
 from functools import lru_cache
 from typing import Any
 
 Record = dict[str, Any]
+#: `(model, old record or None when created, new record)`, after a create or a changing update.
+Listener = Callable[[str, Record | None, Record], None]
 
 MODELS = ("companies", "endusers", "licenses", "conversations")
 COMPANY_OWNED = frozenset({"endusers", "licenses", "conversations"})
@@ -291,6 +298,7 @@ class PlanhatStore:
         self.conversation_types: set[str] = {"note"}
         self._dirty_companies: set[str] = set()
         self._reserved: set[str] = set()
+        self.listeners: list[Listener] = []
         self._load(seed)
 
     # --- ids and seed ---
@@ -603,6 +611,8 @@ class PlanhatStore:
         self._check_unique(model, record)
         record["_id"] = self.new_id()  # only once the item is valid: no gaps in the ids
         self._commit(model, None, record)
+        for listener in self.listeners:
+            listener(model, None, record)
         return record
 
     def _update(
@@ -624,6 +634,9 @@ class PlanhatStore:
         self._finish(model, record, fields, current)
         self._check_unique(model, record)
         self._commit(model, current, record)
+        if changed:
+            for listener in self.listeners:
+                listener(model, current, record)
         return record, changed
 
     def _match(self, model: str, item: Record, company: str | None) -> Record | None:
