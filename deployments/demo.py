@@ -15,11 +15,14 @@
    run through the trigger;
 6. waits for those runs (a generous timeout), then prints what landed in Planhat and why the
    rest was skipped, from the runs' logs in the state store;
-7. stops everything it started (serve, the server, the sandbox) and exits 0 when every run
+7. the other way: renames a company in Planhat (the sandbox settings sync organizations both
+   ways) and runs an incremental sync, whose scan of Planhat sends the new name to Pipedrive;
+8. stops everything it started (serve, the server, the sandbox) and exits 0 when every run
    completed and the won deal became a license.
 
 Its size: one scripted story (start, connect, backfill, serve, four changes, the results
-table, a clean stop) read top to bottom; its tables come from `deployments.render`.
+table, one change the other way, a clean stop) read top to bottom; its tables come from
+`deployments.render`.
 """
 
 from __future__ import annotations
@@ -343,6 +346,11 @@ class Demo:
             changes = self._change_deals(str(settings_dir))
             self._wait_for_runs(changes, api_url, str(settings_dir))
             self._report(changes, str(settings_dir))
+            if self.ok:
+                self._planhat_to_pipedrive(str(settings_dir))
+            if self.ok:
+                elapsed = time.monotonic() - self.started
+                self.out.print(f"[green]Demo complete in {elapsed:.0f} s.[/green]")
             if self.keep_running and self.ok:
                 self._keep_serving(receiver_url)
 
@@ -539,7 +547,6 @@ class Demo:
         )
         ui = self.server.ui_url if self.server else "?"
         self.out.print(f"Runs, logs and artifacts: {ui}/runs (while the demo runs)")
-        elapsed = time.monotonic() - self.started
         if failures:
             self.out.print("[red]Not as expected:[/red]")
             for line in failures:
@@ -547,7 +554,49 @@ class Demo:
             self.out.print(f"serve's log: {self.serve_log}", markup=False)
         else:
             self.ok = True
-            self.out.print(f"[green]Demo complete in {elapsed:.0f} s.[/green]")
+
+    def _planhat_to_pipedrive(self, settings_dir: str) -> None:
+        """The other way (organizations: both): a company renamed in Planhat reaches its
+        Pipedrive organization through the incremental sync's scan of Planhat."""
+        from flows.incremental_sync import incremental_sync
+
+        sb = self.sandbox
+        company = next(
+            c for c in sb.planhat.records("companies") if str(c.get("sourceId", "")).isdigit()
+        )
+        org_id, new_name = int(company["sourceId"]), f"{company['name']} (renamed in Planhat)"
+        with httpx.Client(
+            base_url=sb.planhat_url,
+            headers={"Authorization": f"Bearer {sb.planhat_token}"},
+            timeout=30,
+        ) as planhat:
+            planhat.put(f"/companies/{company['_id']}", json={"name": new_name}).raise_for_status()
+        self.say(
+            f"Planhat → Pipedrive: company '{company['name']}' renamed in Planhat to "
+            f"'{new_name}'; an incremental sync scans Planhat for such changes"
+        )
+        started = time.monotonic()
+        report = incremental_sync(settings_dir=settings_dir)
+        took = time.monotonic() - started
+        with httpx.Client(
+            base_url=sb.pipedrive_url, headers={"x-api-token": sb.pipedrive_token}, timeout=30
+        ) as pd:
+            org = pd.get(f"/api/v2/organizations/{org_id}").json().get("data") or {}
+        sent = (report.get("counts") or {}).get("organization_sent") or {}
+        if org.get("name") == new_name:
+            self.out.print(
+                f"  Pipedrive organization {org_id} is now named '{org['name']}' "
+                f"(incremental sync, {took:.1f} s; {sent.get('updated', 0)} organization "
+                "written to Pipedrive, only the field that changed)",
+                markup=False,
+            )
+            return
+        self.ok = False
+        self.out.print("[red]Not as expected:[/red]")
+        self.out.print(
+            f"  organization {org_id} is named '{org.get('name')}', not '{new_name}'",
+            markup=False,
+        )
 
     def _outcome(
         self, change: Change, report: Any, license: dict[str, Any] | None

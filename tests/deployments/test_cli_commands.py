@@ -127,7 +127,7 @@ def test_check_reports_located_settings_errors_with_exit_2(tmp_path: Path) -> No
     directory.mkdir()
     text = (SANDBOX_DIR / "integration.yaml").read_text()
     (directory / "integration.yaml").write_text(
-        text.replace("  direction: receive\n  sync_all", "  direction: recieve\n  sync_all", 1)
+        text.replace("  direction: both\n  sync_all", "  direction: recieve\n  sync_all", 1)
     )
     code, out, err = run("check", "--offline", "--settings", str(directory))
     assert code == 2 and out == ""

@@ -142,7 +142,13 @@ def _expected(store_dir: Path) -> tuple[dict[str, set[str]], Counter[tuple[str, 
     with StateStore(f"sqlite:///{store_dir / 'phased.db'}") as store:
         selection = select_won_deals(fetched.deals.values(), MAPPINGS)
         scope = plan_scope(fetched, selection, MAPPINGS, linked_orgs=())
-        results = convert_and_push(planhat, store, MAPPINGS, scope)
+        results = convert_and_push(
+            planhat,
+            store,
+            MAPPINGS,
+            scope,
+            pipedrive=FakePipedrive(),  # type: ignore[arg-type]
+        )
     actions: list[RunAction] = list(scope.skipped)
     for result in results:
         actions += result.actions

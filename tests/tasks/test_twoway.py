@@ -6,6 +6,7 @@ fields are never written to Pipedrive, and a change bounces at most once (write 
 
 from __future__ import annotations
 
+import re
 import shutil
 from collections import Counter
 from collections.abc import Iterator
@@ -39,9 +40,7 @@ def settings_dir(
     shutil.copytree(SANDBOX_DIR, target, ignore=shutil.ignore_patterns("__pycache__", "*.py"))
     path = target / "integration.yaml"
     text = path.read_text()
-    text = text.replace(
-        "organizations:\n  direction: receive", f"organizations:\n  direction: {organizations}"
-    )
+    text = re.sub(r"(organizations:\n(?:  #.*\n)*  direction: )\w+", rf"\g<1>{organizations}", text)
     text = text.replace("conflict_policy: pipedrive_wins", f"conflict_policy: {policy}")
     text = text.replace("dry_run: false", f"dry_run: {str(dry_run).lower()}")
     path.write_text(text)
