@@ -130,6 +130,24 @@ def check_integration(settings_doc: Document) -> list[Problem]:
                 "one of 'password_env:' or 'password_secret_block:'",
             )
         )
+    hook = conn.receiver.planhat_webhook
+    if hook is not None:
+        if (hook.secret_env is None) == (hook.secret_block is None):
+            problems.append(
+                Problem(
+                    settings_doc.key_at(("connection", "receiver", "planhat_webhook")),
+                    "connection.receiver.planhat_webhook: say where the shared secret comes "
+                    "from with exactly one of 'secret_env:' or 'secret_block:'",
+                )
+            )
+        if not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9-]{0,63}", hook.header):
+            problems.append(
+                Problem(
+                    at(("connection", "receiver", "planhat_webhook", "header")),
+                    "connection.receiver.planhat_webhook.header: an HTTP header name (letters, "
+                    "digits and -), e.g. X-Pdsync-Secret",
+                )
+            )
     if conn.receiver.public_url is not None and not re.match(
         r"^https?://[^/\s]+", conn.receiver.public_url
     ):

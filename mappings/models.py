@@ -117,9 +117,30 @@ class BasicAuth(_Strict):
         return block_name(value, info.field_name or "password_secret_block")
 
 
+class PlanhatWebhook(_Strict):
+    """Planhat's automation webhooks (`POST /webhooks/planhat`): the header that carries the
+    shared secret, and where the secret comes from (exactly one of the two)."""
+
+    header: str = "X-Pdsync-Secret"
+    secret_env: str | None = None
+    secret_block: str | None = None
+
+    @field_validator("secret_env", mode="before")
+    @classmethod
+    def _check_env(cls, value: Any, info: ValidationInfo) -> Any:
+        return env_name(value, info.field_name or "secret_env")
+
+    @field_validator("secret_block", mode="before")
+    @classmethod
+    def _check_block(cls, value: Any, info: ValidationInfo) -> Any:
+        return block_name(value, info.field_name or "secret_block")
+
+
 class Receiver(_Strict):
     public_url: str | None = None
     basic_auth: BasicAuth = BasicAuth(password_env="PDSYNC_WEBHOOK_PASSWORD")  # noqa: S106
+    #: None: the receiver takes no Planhat webhook (the incremental sync's scan still runs)
+    planhat_webhook: PlanhatWebhook | None = None
 
 
 class Connection(_Strict):

@@ -41,7 +41,7 @@ from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import replace
 from datetime import datetime, timedelta
 from types import TracebackType
-from typing import Any, TypeVar
+from typing import Any, Literal, TypeVar, get_args
 
 import sqlalchemy as sa
 from sqlalchemy.dialects import postgresql, sqlite
@@ -79,6 +79,11 @@ log = logging.getLogger(__name__)
 CHUNK = 1000
 # Any constant 64-bit number: the advisory lock that serializes deal claims on PostgreSQL.
 PG_CLAIM_LOCK = 0x7064_7379_6E63_0002
+#: the inbox keys of Planhat's automation webhooks start with this (`deployments.planhat_events`)
+PLANHAT_KEY_PREFIX = "planhat:"
+#: the notifications a run takes: deal notifications, or Planhat's
+RunSource = Literal["deal", "planhat"]
+RUN_SOURCES: tuple[RunSource, ...] = get_args(RunSource)
 STATISTICS_MIN_WRITE = 1000
 T = TypeVar("T")
 
@@ -646,47 +651,61 @@ class StateStore:
     def _deal_waiting(self) -> sa.ColumnElement[bool]:
         return sa.and_(inbox.c.status == "pending", inbox.c.deal_id.is_not(None))
 
-    def inbox_request_run(self, dedupe_key: str, fresh_within: timedelta) -> bool:
-        """Decide whether the deal notification with this key must start a deal-sync run: yes
-        (True, and its `run_requested_at` is set) when it is pending and no other waiting deal
-        notification asked for a run in the last `fresh_within` (that run, not started yet,
-        will take this one too: a run claims every waiting notification). False for items that
-        are not pending deal notifications. One transaction under the claim lock, so of
+    def _waiting(self, source: RunSource) -> sa.ColumnElement[bool]:
+        """The waiting notifications a run of `source` takes: deal notifications (`deal`), or
+        Planhat's automation webhooks (`planhat`: keys starting `planhat:`)."""
+        if source == "deal":
+            return self._deal_waiting()
+        if source == "planhat":
+            return sa.and_(
+                inbox.c.status == "pending", inbox.c.dedupe_key.startswith(PLANHAT_KEY_PREFIX)
+            )
+        raise ValueError(f"source must be one of {', '.join(RUN_SOURCES)}, got {source!r}")
+
+    def inbox_request_run(
+        self, dedupe_key: str, fresh_within: timedelta, *, source: RunSource = "deal"
+    ) -> bool:
+        """Decide whether the notification with this key must start a run: yes (True, and its
+        `run_requested_at` is set) when it is pending and no other waiting notification of the
+        same `source` (deal notifications, or Planhat's) asked for a run in the last
+        `fresh_within` (that run, not started yet, will take this one too: a run claims every
+        waiting notification of its source). False for items that are not pending
+        notifications of that source. One transaction under the claim lock, so of
         notifications arriving together one asks."""
         key = _check_dedupe_key(dedupe_key)
         since = self._now() - fresh_within
+        waiting = self._waiting(source)
 
         def work(conn: sa.Connection) -> bool:
             self._claim_lock(conn)
             asked = conn.execute(
                 sa.select(inbox.c.id)
-                .where(
-                    self._deal_waiting(),
-                    inbox.c.dedupe_key != key,
-                    inbox.c.run_requested_at >= since,
-                )
+                .where(waiting, inbox.c.dedupe_key != key, inbox.c.run_requested_at >= since)
                 .limit(1)
             ).first()
             if asked is not None:
                 return False
             statement = (
                 sa.update(inbox)
-                .where(inbox.c.dedupe_key == key, self._deal_waiting())
+                .where(inbox.c.dedupe_key == key, waiting)
                 .values(run_requested_at=self._now())
             )
             return bool(conn.execute(statement).rowcount)
 
         return self._write(work)
 
-    def inbox_unasked(self, older_than: timedelta) -> InboxItem | None:
-        """The oldest waiting deal notification, received more than `older_than` ago, when no
-        waiting deal notification asked for a run within `older_than` (so no run is on its way
+    def inbox_unasked(
+        self, older_than: timedelta, *, source: RunSource = "deal"
+    ) -> InboxItem | None:
+        """The oldest waiting notification of `source`, received more than `older_than` ago,
+        when none of its source asked for a run within `older_than` (so no run is on its way
         to take them: the serve loop asks again). None otherwise."""
         since = self._now() - older_than
-        asked = sa.select(inbox.c.id).where(self._deal_waiting(), inbox.c.run_requested_at >= since)
+        waiting = self._waiting(source)
+        asked = sa.select(inbox.c.id).where(waiting, inbox.c.run_requested_at >= since)
         query = (
             sa.select(inbox)
-            .where(self._deal_waiting(), inbox.c.received_at < since, ~sa.exists(asked))
+            .where(waiting, inbox.c.received_at < since, ~sa.exists(asked))
             .order_by(inbox.c.id)
             .limit(1)
         )
@@ -695,13 +714,23 @@ class StateStore:
         return self._item(row) if row is not None else None
 
     def inbox_mark_run_requested(self, dedupe_key: str) -> bool:
-        """Record that a run was asked for on behalf of this waiting deal notification."""
+        """Record that a run was asked for on behalf of this waiting notification."""
         statement = (
             sa.update(inbox)
-            .where(inbox.c.dedupe_key == _check_dedupe_key(dedupe_key), self._deal_waiting())
+            .where(
+                inbox.c.dedupe_key == _check_dedupe_key(dedupe_key),
+                sa.or_(self._waiting("deal"), self._waiting("planhat")),
+            )
             .values(run_requested_at=self._now())
         )
         return bool(self._write(lambda conn: conn.execute(statement).rowcount))
+
+    def inbox_claim_planhat(self, limit: int = 500) -> list[InboxItem]:
+        """Claim, as `inbox_claim` does, up to `limit` waiting Planhat notifications (keys
+        starting `planhat:`), oldest first."""
+        if isinstance(limit, bool) or not isinstance(limit, int) or limit < 1:
+            raise ValueError(f"limit must be a positive integer, got {limit!r}")
+        return self._claim(inbox.c.dedupe_key.startswith(PLANHAT_KEY_PREFIX), limit)
 
     def inbox_deal_pace(self, window: timedelta) -> tuple[int, int]:
         """(deal notifications received in the last `window`, deals waiting): how fast they

@@ -116,6 +116,18 @@ def planhat_token(settings: Settings) -> str:
     )
 
 
+def planhat_webhook_secret(settings: Settings) -> str | None:
+    """The shared secret Planhat's automation webhooks carry (None: no Planhat webhook)."""
+    hook = settings.integration.connection.receiver.planhat_webhook
+    if hook is None:
+        return None
+    key = "secret_env" if hook.secret_env else "secret_block"
+    where = settings.locate(INTEGRATION_FILE, ("connection", "receiver", "planhat_webhook", key))
+    return resolve_secret(
+        hook.secret_env, hook.secret_block, "Planhat webhook's shared secret", where
+    )
+
+
 def receiver_password(settings: Settings) -> str:
     """The receiver's basic-auth password (Pipedrive sends it with every webhook delivery)."""
     auth = settings.integration.connection.receiver.basic_auth

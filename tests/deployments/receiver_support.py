@@ -30,9 +30,12 @@ USERNAME = "pdsync"
 PASSWORD = "r3ceiver-Pa55word-for-tests"  # never to appear in a log line or an answer
 
 
-def write_settings(directory: Path, public_url: str | None = None) -> Settings:
+def write_settings(
+    directory: Path, public_url: str | None = None, *, planhat_secret_env: str | None = None
+) -> Settings:
     """The sandbox settings with a fresh SQLite store and the test password variable; the
-    password must be in the environment (`PASSWORD_ENV`) when the app is created."""
+    password must be in the environment (`PASSWORD_ENV`) when the app is created. With
+    `planhat_secret_env`, the receiver takes Planhat's webhooks too (that variable's secret)."""
     directory.mkdir(parents=True, exist_ok=True)
     data = yaml.safe_load((SANDBOX_DIR / "integration.yaml").read_text())
     data["connection"]["receiver"]["public_url"] = public_url
@@ -40,6 +43,8 @@ def write_settings(directory: Path, public_url: str | None = None) -> Settings:
         "username": USERNAME,
         "password_env": PASSWORD_ENV,
     }
+    if planhat_secret_env is not None:
+        data["connection"]["receiver"]["planhat_webhook"] = {"secret_env": planhat_secret_env}
     data["store"]["url"] = f"sqlite:///{directory / 'state.db'}"
     (directory / "integration.yaml").write_text(yaml.safe_dump(data))
     return load_settings(directory)

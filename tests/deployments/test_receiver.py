@@ -41,6 +41,7 @@ from receiver_support import (
 )
 
 import deployments.events
+import deployments.inbox_events
 import deployments.receiver
 from deployments.events import (
     EVENT_NAMESPACE,
@@ -719,11 +720,11 @@ def test_an_event_is_held_back_until_its_run_decision_is_stored(
         reads.append([item.dedupe_key for item in items])
         return items
 
-    def late_decision(key: str, fresh_within: timedelta) -> bool:
+    def late_decision(key: str, fresh_within: timedelta, **options: Any) -> bool:
         seen = len(reads)
         pump.wake()  # the poster reads the inbox (twice) while the decision is not made
         wait_until(lambda: sum(key in r for r in reads[seen:]) >= 2, what=f"reads: {reads}")
-        return decide(key, fresh_within)
+        return decide(key, fresh_within, **options)
 
     monkeypatch.setattr(store, "inbox_not_posted", recorded_read)
     monkeypatch.setattr(store, "inbox_request_run", late_decision)
@@ -774,7 +775,7 @@ def test_prefect_down_the_notification_is_kept_and_drained_later(
 def test_prefect_down_the_poster_keeps_the_events_and_posts_them_once_it_is_back(
     client: TestClient, store: StateStore, fake: FakePrefect, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr(deployments.receiver, "POSTER_MAX_BACKOFF_S", 0.2)
+    monkeypatch.setattr(deployments.inbox_events, "POSTER_MAX_BACKOFF_S", 0.2)
     fake.mode = 503
     answers = [deliver(client, v2_deal(n)).json() for n in (1, 2)]
     assert [a["event"] for a in answers] == ["queued", "queued"]
