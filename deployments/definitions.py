@@ -1,10 +1,13 @@
-"""The four deployments of one-machine mode: the same as prefect.yaml's, without a work pool.
+"""The five deployments of one-machine mode: the same as prefect.yaml's, without a work pool.
 
 * `deal-sync/deal-sync`: the event trigger on `pipedrive.deal.*` events whose resource carries
   the label `pdsync.starts-run: yes` (deal id and inbox key templated from the event): the
   receiver gives that label to a notification only when no other waiting one already asked
   for a run, since a run takes every waiting notification. At most `deal_concurrency` runs
   at once, the others queued. Served warm (`deployments.warm`): no process per run;
+* `planhat-sync/planhat-sync`: the event trigger on `planhat.*` events (Planhat's automation
+  webhooks, `deployments.planhat_events`) labelled `pdsync.starts-run: yes`; a run takes every
+  waiting Planhat notification. At most `PLANHAT_SYNC_CONCURRENCY` at once. Served warm;
 * `incremental-sync/incremental-sync`: the settings' schedule (`incremental.cron`,
   `.timezone`), one at a time (a run due while one runs is cancelled);
 * `company-resync/company-resync`: ad hoc, the Prefect UI's Run form (a `company` field) or
@@ -35,8 +38,12 @@ DEAL_RESOURCES = "pipedrive.deal.*"
 #: the resource label of the notifications that start a run (`deployments.events`)
 STARTS_RUN = (STARTS_RUN_LABEL, STARTS_RUN_YES)
 DEAL_SYNC_CONCURRENCY = 4
+PLANHAT_EVENTS = "planhat.*"
+PLANHAT_RESOURCES = "planhat.*"
+PLANHAT_SYNC_CONCURRENCY = 2
 DEPLOYMENT_NAMES = (
     "deal-sync/deal-sync",
+    "planhat-sync/planhat-sync",
     "incremental-sync/incremental-sync",
     "company-resync/company-resync",
     "connect/connect",
@@ -64,6 +71,23 @@ def deal_trigger() -> DeploymentEventTrigger:
     )
 
 
+def planhat_trigger() -> DeploymentEventTrigger:
+    """The planhat-sync trigger: a `planhat.*` event labelled `pdsync.starts-run: yes` starts
+    one run with the event's inbox key (the same trigger as in prefect.yaml)."""
+    from prefect.events import DeploymentEventTrigger
+
+    return DeploymentEventTrigger(
+        name="planhat automation webhook",
+        expect={PLANHAT_EVENTS},
+        match={"prefect.resource.id": PLANHAT_RESOURCES, STARTS_RUN[0]: STARTS_RUN[1]},
+        for_each={"prefect.resource.id"},
+        posture="Reactive",
+        threshold=1,
+        within=0,
+        parameters={"inbox_key": "{{ event.payload.inbox_key }}"},
+    )
+
+
 def _built(
     deployment: RunnerDeployment | Coroutine[Any, Any, RunnerDeployment],
 ) -> RunnerDeployment:
@@ -81,7 +105,7 @@ def build_deployments(
     *,
     deal_concurrency: int = DEAL_SYNC_CONCURRENCY,
 ) -> list[RunnerDeployment]:
-    """The four deployments of one-machine mode (the same as prefect.yaml's, without a pool).
+    """The five deployments of one-machine mode (the same as prefect.yaml's, without a pool).
     `settings_dir` (absolute) becomes every deployment's default `settings_dir` parameter."""
     from prefect.client.schemas.objects import ConcurrencyLimitConfig, ConcurrencyLimitStrategy
     from prefect.schedules import Cron
@@ -91,6 +115,7 @@ def build_deployments(
     from flows.connect import connect
     from flows.deal_sync import deal_sync
     from flows.incremental_sync import incremental_sync
+    from flows.planhat_sync import planhat_sync
 
     params: dict[str, Any] = {"settings_dir": settings_dir} if settings_dir else {}
     module = EntrypointType.MODULE_PATH  # importable from any working directory
@@ -101,6 +126,17 @@ def build_deployments(
             triggers=[deal_trigger()],
             concurrency_limit=ConcurrencyLimitConfig(
                 limit=deal_concurrency, collision_strategy=ConcurrencyLimitStrategy.ENQUEUE
+            ),
+            parameters=params,
+            tags=["pdsync", "webhook"],
+            entrypoint_type=module,
+        ),
+        planhat_sync.to_deployment(
+            "planhat-sync",
+            triggers=[planhat_trigger()],
+            concurrency_limit=ConcurrencyLimitConfig(
+                limit=PLANHAT_SYNC_CONCURRENCY,
+                collision_strategy=ConcurrencyLimitStrategy.ENQUEUE,
             ),
             parameters=params,
             tags=["pdsync", "webhook"],
@@ -136,18 +172,26 @@ def register(
     settings: Settings, settings_dir: str | None, deal_concurrency: int
 ) -> tuple[Runner, WarmRunner]:
     """Prefect's `Runner` with the incremental-sync, company-resync and connect deployments
-    (a process per run), and a `WarmRunner` for the deal-sync deployment (runs in this
-    process): their trigger and schedule exist on the server when this returns."""
+    (a process per run), and a `WarmRunner` for the deal-sync and planhat-sync deployments
+    (runs in this process): their triggers and schedule exist on the server when this
+    returns."""
     from prefect.runner import Runner
 
     from deployments.warm import WarmRunner
     from flows.deal_sync import deal_sync
+    from flows.planhat_sync import planhat_sync
 
-    deal, *others = build_deployments(settings, settings_dir, deal_concurrency=deal_concurrency)
+    deal, planhat, *others = build_deployments(
+        settings, settings_dir, deal_concurrency=deal_concurrency
+    )
     runner = Runner(pause_on_shutdown=True, limit=len(others))
     for deployment in others:
         runner.add_deployment(deployment)
-    deal_id = deal.apply()
-    if not isinstance(deal_id, UUID):  # a coroutine: called inside an event loop
+    deal_id, planhat_id = deal.apply(), planhat.apply()
+    if not isinstance(deal_id, UUID) or not isinstance(planhat_id, UUID):  # in an event loop
         raise RuntimeError("register must be called outside a running event loop")
-    return runner, WarmRunner({deal_id: deal_sync}, concurrency=deal_concurrency)
+    warm = WarmRunner(
+        {deal_id: deal_sync, planhat_id: planhat_sync},
+        concurrency=deal_concurrency + PLANHAT_SYNC_CONCURRENCY,
+    )
+    return runner, warm

@@ -15,8 +15,9 @@
    run through the trigger;
 6. waits for those runs (a generous timeout), then prints what landed in Planhat and why the
    rest was skipped, from the runs' logs in the state store;
-7. the other way: renames a company in Planhat (the sandbox settings sync organizations both
-   ways) and runs an incremental sync, whose scan of Planhat sends the new name to Pipedrive;
+7. the other way: sets up a Planhat automation webhook to the receiver, renames a company in
+   Planhat (the sandbox settings sync organizations both ways), and waits for the planhat-sync
+   run its notification starts to write the new name to the Pipedrive organization;
 8. stops everything it started (serve, the server, the sandbox) and exits 0 when every run
    completed and the won deal became a license.
 
@@ -54,6 +55,10 @@ SERVE_READY_TIMEOUT_S = 120.0
 TERMINAL = {"COMPLETED", "FAILED", "CRASHED", "CANCELLED"}
 #: license custom fields the null change may use, first match wins
 NULLABLE_FIELDS = ("Contract tier", "PO number", "Seats", "Implementation fee")
+#: the environment variable of the demo receiver's Planhat webhook secret
+PLANHAT_SECRET_ENV = "SANDBOX_PLANHAT_WEBHOOK_SECRET"  # noqa: S105 - a variable's name
+#: how long the demo waits for a Planhat change to reach Pipedrive through its webhook
+PLANHAT_WAIT_S = 90.0
 
 
 class DemoError(RuntimeError):
@@ -81,10 +86,17 @@ class Change:
 
 
 def write_demo_settings(
-    base_dir: Path, target: Path, *, pipedrive_url: str, planhat_url: str, receiver_url: str
+    base_dir: Path,
+    target: Path,
+    *,
+    pipedrive_url: str,
+    planhat_url: str,
+    receiver_url: str,
+    planhat_secret_env: str | None = None,
 ) -> Path:
     """`base_dir`'s settings pointed at the sandbox, the receiver and a fresh store in
-    `target` (integration.yaml rewritten; the other files copied as they are)."""
+    `target` (integration.yaml rewritten; the other files copied as they are). With
+    `planhat_secret_env`, the receiver takes Planhat's automation webhooks too."""
     target.mkdir(parents=True, exist_ok=True)
     for source in base_dir.glob("*.yaml"):
         if source.name != "integration.yaml":
@@ -97,6 +109,8 @@ def write_demo_settings(
         "public_url": receiver_url,
         "basic_auth": {"username": "pdsync", "password_env": "SANDBOX_WEBHOOK_PASSWORD"},
     }
+    if planhat_secret_env is not None:
+        conn["receiver"]["planhat_webhook"] = {"secret_env": planhat_secret_env}
     data.setdefault("incremental", {})["cron"] = DEMO_CRON
     data["store"] = {"url": f"sqlite:///{(target / 'state.db').absolute()}"}
     data["dry_run"] = False
@@ -258,6 +272,7 @@ class Demo:
         self.server: LocalPrefectServer | None = None
         self.serve: subprocess.Popen[bytes] | None = None
         self.sandbox: Any = None
+        self.receiver_port = 0
         self.ok = False
 
     # -- helpers ---------------------------------------------------------------------------
@@ -315,6 +330,7 @@ class Demo:
         os.environ["SANDBOX_PIPEDRIVE_TOKEN"] = sb.pipedrive_token
         os.environ["SANDBOX_PLANHAT_TOKEN"] = sb.planhat_token
         os.environ["SANDBOX_WEBHOOK_PASSWORD"] = secrets.token_urlsafe(18)
+        os.environ[PLANHAT_SECRET_ENV] = secrets.token_urlsafe(18)
         receiver_port = free_port()
         from deployments.receiver import WEBHOOK_PATH
 
@@ -325,7 +341,9 @@ class Demo:
             pipedrive_url=sb.pipedrive_url,
             planhat_url=sb.planhat_url,
             receiver_url=receiver_url,
+            planhat_secret_env=PLANHAT_SECRET_ENV,
         )
+        self.receiver_port = receiver_port
         counts = sb.summary()
         self.say(
             f"Sandbox Pipedrive {sb.pipedrive_url} ({counts['deals']} deals, "
@@ -557,44 +575,64 @@ class Demo:
 
     def _planhat_to_pipedrive(self, settings_dir: str) -> None:
         """The other way (organizations: both): a company renamed in Planhat reaches its
-        Pipedrive organization through the incremental sync's scan of Planhat."""
-        from flows.incremental_sync import incremental_sync
+        Pipedrive organization through Planhat's automation webhook, the receiver, a Prefect
+        event and a planhat-sync run (warm, in serve)."""
+        from deployments.planhat_events import PLANHAT_PATH
+        from mappings.loading import load_settings
 
         sb = self.sandbox
+        hook = load_settings(settings_dir).integration.connection.receiver.planhat_webhook
+        assert hook is not None
+        sb.planhat.set_automations(
+            [
+                {
+                    "name": "pdsync",
+                    "models": ["companies", "endusers", "licenses"],
+                    "events": ["created", "updated"],
+                    "url": f"http://127.0.0.1:{self.receiver_port}{PLANHAT_PATH}",
+                    "headers": {hook.header: os.environ[PLANHAT_SECRET_ENV]},
+                }
+            ]
+        )
         company = next(
             c for c in sb.planhat.records("companies") if str(c.get("sourceId", "")).isdigit()
         )
         org_id, new_name = int(company["sourceId"]), f"{company['name']} (renamed in Planhat)"
-        with httpx.Client(
-            base_url=sb.planhat_url,
-            headers={"Authorization": f"Bearer {sb.planhat_token}"},
-            timeout=30,
-        ) as planhat:
-            planhat.put(f"/companies/{company['_id']}", json={"name": new_name}).raise_for_status()
         self.say(
-            f"Planhat → Pipedrive: company '{company['name']}' renamed in Planhat to "
-            f"'{new_name}'; an incremental sync scans Planhat for such changes"
+            f"Planhat → Pipedrive: a Planhat automation webhook → {PLANHAT_PATH}; renaming "
+            f"company '{company['name']}' in Planhat to '{new_name}'"
         )
-        started = time.monotonic()
-        report = incremental_sync(settings_dir=settings_dir)
-        took = time.monotonic() - started
-        with httpx.Client(
-            base_url=sb.pipedrive_url, headers={"x-api-token": sb.pipedrive_token}, timeout=30
-        ) as pd:
-            org = pd.get(f"/api/v2/organizations/{org_id}").json().get("data") or {}
-        sent = (report.get("counts") or {}).get("organization_sent") or {}
+        with (
+            httpx.Client(
+                base_url=sb.planhat_url,
+                headers={"Authorization": f"Bearer {sb.planhat_token}"},
+                timeout=30,
+            ) as planhat,
+            httpx.Client(
+                base_url=sb.pipedrive_url, headers={"x-api-token": sb.pipedrive_token}, timeout=30
+            ) as pd,
+        ):
+            started = time.monotonic()
+            planhat.put(f"/companies/{company['_id']}", json={"name": new_name}).raise_for_status()
+            org: dict[str, Any] = {}
+            while time.monotonic() - started < PLANHAT_WAIT_S:
+                org = pd.get(f"/api/v2/organizations/{org_id}").json().get("data") or {}
+                if org.get("name") == new_name:
+                    break
+                time.sleep(0.2)
+            took = time.monotonic() - started
         if org.get("name") == new_name:
             self.out.print(
-                f"  Pipedrive organization {org_id} is now named '{org['name']}' "
-                f"(incremental sync, {took:.1f} s; {sent.get('updated', 0)} organization "
-                "written to Pipedrive, only the field that changed)",
+                f"  Pipedrive organization {org_id} is now named '{org['name']}', {took:.1f} s "
+                "after the edit in Planhat (a planhat-sync run wrote that one field)",
                 markup=False,
             )
             return
         self.ok = False
         self.out.print("[red]Not as expected:[/red]")
         self.out.print(
-            f"  organization {org_id} is named '{org.get('name')}', not '{new_name}'",
+            f"  after {PLANHAT_WAIT_S:.0f} s organization {org_id} is named "
+            f"'{org.get('name')}', not '{new_name}'; serve's log: {self.serve_log}",
             markup=False,
         )
 

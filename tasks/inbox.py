@@ -19,6 +19,7 @@ import time
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from datetime import UTC, datetime, timedelta
+from typing import Protocol, TypeVar
 
 from prefect import task
 from prefect.cache_policies import NO_CACHE
@@ -105,11 +106,21 @@ def batch_done(store: StateStore, batch: DealBatch) -> int:
     return store.inbox_done(i.id for i in batch.items)
 
 
-def batch_failed(store: StateStore, batch: DealBatch, error: BaseException) -> None:
+class Claimed(Protocol):
+    """A batch of claimed notifications (deal or Planhat)."""
+
+    @property
+    def items(self) -> list[InboxItem]: ...
+
+
+B = TypeVar("B", bound=Claimed)
+
+
+def batch_failed(store: StateStore, batch: Claimed, error: BaseException) -> None:
     """The batch's sync failed: its notifications wait again (the next run, or the serve
     loop's re-ask a minute later, retries them); after `MAX_ATTEMPTS` they are left to the
     incremental sync, which reads every change anyway."""
-    reason = f"deal sync failed: {type(error).__name__}: {error}"
+    reason = f"sync failed: {type(error).__name__}: {error}"
     again = [i.id for i in batch.items if i.attempts < MAX_ATTEMPTS]
     given_up = [i.id for i in batch.items if i.attempts >= MAX_ATTEMPTS]
     store.inbox_failed(again, reason, retry=True)
@@ -119,7 +130,7 @@ def batch_failed(store: StateStore, batch: DealBatch, error: BaseException) -> N
 
 
 @contextmanager
-def settled(ctx: SyncContext, batch: DealBatch) -> Iterator[DealBatch]:
+def settled(ctx: SyncContext, batch: B) -> Iterator[B]:
     """Around a batch's sync: on failure its notifications wait again (then the error goes on)."""
     try:
         yield batch

@@ -27,7 +27,7 @@ from __future__ import annotations
 
 import logging
 from collections import Counter
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from typing import Any
 
 from prefect import task
@@ -48,6 +48,7 @@ from tasks.twoway import (
     fold_conflicts,
     merge_pair,
     planhat_fields,
+    read_planhat_current,
     sends,
     write_pipedrive,
 )
@@ -283,6 +284,29 @@ def scan_planhat(
         if sends(mappings, kind.pipedrive):
             summary.scanned[kind.pipedrive] += 0  # scanned, even if Planhat holds none
             PlanhatScan(pipedrive, planhat, store, mappings, kind, summary, run_id).run()
+    return summary
+
+
+def sync_notified(
+    pipedrive: PipedriveClient,
+    planhat: PlanhatClient,
+    store: StateStore,
+    mappings: Mappings,
+    notified: Mapping[str, Sequence[tuple[str, str | None]]],
+    *,
+    run_id: str,
+) -> ScanSummary:
+    """The records Planhat's automation webhooks named (model → (`_id`, company `_id`)), read
+    fresh from Planhat and merged into Pipedrive as the scan's pages are: only what changed
+    since the last sync is written (a notification of our own write writes nothing)."""
+    summary = ScanSummary()
+    for kind in KINDS:
+        wanted = notified.get(kind.planhat_model)
+        if not wanted or not sends(mappings, kind.pipedrive):
+            continue
+        current = read_planhat_current(planhat, mappings, kind, wanted)
+        scan = PlanhatScan(pipedrive, planhat, store, mappings, kind, summary, run_id)
+        scan.page(list(current.values()))
     return summary
 
 

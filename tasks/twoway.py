@@ -252,6 +252,12 @@ def read_planhat_current(
         records: Iterable[Record] = planhat.iter_records("companies", select=select)
         return {r["_id"]: r for r in records if r.get("_id") in ids}
     companies = sorted({c for _, c in wanted if c})
+    for planhat_id, company in wanted:  # no company named: one by one
+        if not company:
+            try:
+                found[planhat_id] = planhat.get(kind.planhat_model, planhat_id)
+            except NotFoundError:
+                continue
     filters = {"type": "note"} if kind.planhat_model == "conversations" else None
     for start in range(0, len(companies), COMPANIES_PER_CALL):
         chunk = companies[start : start + COMPANIES_PER_CALL]

@@ -107,6 +107,7 @@ def test_pdsync_demo_runs_end_to_end_and_leaves_no_process_behind(tmp_path: Path
         "Contract tier = null",
         "null is synced",
         "Prefect UI: http://127.0.0.1:",
+        "after the edit in Planhat (a planhat-sync run wrote that one field)",
         "Demo complete",
     ):
         assert phrase in out, f"{phrase!r} missing from the demo's output:\n{out}"

@@ -22,7 +22,13 @@ import yaml
 from prefect_support import deal_sync_runs
 
 import deployments.receiver
-from deployments.definitions import DEPLOYMENT_NAMES, build_deployments, deal_trigger
+from deployments.definitions import (
+    DEPLOYMENT_NAMES,
+    PLANHAT_SYNC_CONCURRENCY,
+    build_deployments,
+    deal_trigger,
+    planhat_trigger,
+)
 from deployments.demo import write_demo_settings
 from deployments.prefect_server import (
     LocalPrefectServer,
@@ -120,6 +126,13 @@ def test_prefect_yaml_loads_with_prefects_own_loader_and_matches_serve() -> None
     served = deal_trigger()
     assert trigger.expect == served.expect and trigger.match == served.match
     assert trigger.parameters == served.parameters
+    (trigger,) = _initialize_deployment_triggers(
+        "planhat-sync", configs["planhat-sync"]["triggers"]
+    )
+    served = planhat_trigger()
+    assert trigger.expect == served.expect and trigger.match == served.match
+    assert trigger.parameters == served.parameters
+    assert configs["planhat-sync"]["concurrency_limit"]["limit"] == PLANHAT_SYNC_CONCURRENCY
     assert configs["deal-sync"]["concurrency_limit"] == {
         "limit": 4,
         "collision_strategy": "ENQUEUE",
