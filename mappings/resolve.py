@@ -541,26 +541,14 @@ def compile_mappings(settings: Settings, account: Account) -> Mappings:
             )
         )
     integ = settings.integration
-    sending = [k for k in KINDS if integ.direction(k.section) in ("send", "both")]
-    for kind in sending:
-        direction = integ.direction(kind.section)
-        where = settings.locate(INTEGRATION_FILE, (kind.section, "direction"))
-        if kind.section == "notes":
-            warnings.append(
-                Problem(
-                    where,
-                    f"notes: direction {direction}: sending notes to Pipedrive is not "
-                    "implemented yet, so no note is written to Pipedrive"
-                    + (" (the receive half runs)" if direction == "both" else ""),
-                )
-            )
-            continue
+    if integ.notes.direction in ("send", "both"):
+        direction = integ.notes.direction
         warnings.append(
             Problem(
-                where,
-                f"{kind.section}: direction {direction}: changes to linked {kind.planhat_plural} "
-                f"are sent to Pipedrive, but a {kind.planhat_title} created in Planhat (without "
-                f"a sourceId) is not created in Pipedrive yet",
+                settings.locate(INTEGRATION_FILE, ("notes", "direction")),
+                f"notes: direction {direction}: sending notes to Pipedrive is not implemented "
+                "yet, so no note is written to Pipedrive"
+                + (" (the receive half runs)" if direction == "both" else ""),
             )
         )
     send_only = [r for r in rules.get("note", ()) if r.send and not r.receive]

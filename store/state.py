@@ -891,6 +891,11 @@ class StateStore:
             ).first()
         return None if row is None else (dict(row.value), row.saved_at)
 
+    def cache_delete(self, key: str) -> bool:
+        """Forget the document kept under `key`; True when there was one."""
+        statement = sa.delete(cache).where(cache.c.key == key)
+        return bool(self._write(lambda conn: conn.execute(statement).rowcount))
+
     # -- connection -------------------------------------------------------------------------------
     def save_connection(self, connection: Connection) -> Connection:
         """Store the verified connection (replacing the one of the same name); returns it with

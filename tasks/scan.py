@@ -19,8 +19,9 @@ licenses → deals), in the order of writing:
 4. The links take the values both sides now hold; a field whose Pipedrive write failed keeps
    its last synced value, so the next scan tries again.
 
-Records Planhat holds without a `sourceId` (created in Planhat) are counted and left alone:
-creating them in Pipedrive is not built yet (`mappings.resolve` says so when settings send).
+Records Planhat holds without a `sourceId` (created in Planhat) become Pipedrive records, once
+(`tasks.create`: companies, and end users of companies paired with Pipedrive); a `sourceId`
+that is not a Pipedrive id is another system's, and its record is left alone.
 """
 
 from __future__ import annotations
@@ -42,6 +43,7 @@ from mappings.values import field_hash
 from store import StateStore
 from store.records import LinkRow, RunAction, as_pipedrive_id
 from tasks.context import SyncContext
+from tasks.create import CREATES, Creator
 from tasks.twoway import (
     PipedriveWrite,
     conflict_actions,
@@ -65,6 +67,8 @@ class ScanSummary:
     def __init__(self) -> None:
         self.scanned: Counter[str] = Counter()  # Planhat records read
         self.unsourced: Counter[str] = Counter()  # without a sourceId: created in Planhat
+        self.foreign: Counter[str] = Counter()  # another system's sourceId: left alone
+        self.created: Counter[str] = Counter()  # created in Pipedrive (from Planhat)
         self.changed: Counter[str] = Counter()  # changed on Planhat's side since the last sync
         self.to_pipedrive: Counter[str] = Counter()  # records written to Pipedrive
         self.to_planhat: Counter[str] = Counter()  # records written to Planhat
@@ -134,12 +138,22 @@ class PlanhatScan:
         kind, obj, summary = self.kind, self.kind.planhat, self.summary
         summary.scanned[kind.pipedrive] += len(page)
         by_source: dict[int, Record] = {}
+        born: list[Record] = []  # created in Planhat: no sourceId
         for record in page:
-            pipedrive_id = as_pipedrive_id(record.get("sourceId"))
-            if pipedrive_id is None or not isinstance(record.get("_id"), str):
-                summary.unsourced[kind.pipedrive] += 1
+            if not isinstance(record.get("_id"), str):
+                continue
+            source = record.get("sourceId")
+            pipedrive_id = as_pipedrive_id(source)
+            if pipedrive_id is None:
+                if source in (None, ""):
+                    born.append(record)
+                else:
+                    summary.foreign[kind.pipedrive] += 1  # another system's id: not ours
                 continue
             by_source.setdefault(pipedrive_id, record)
+        if born:
+            summary.unsourced[kind.pipedrive] += len(born)
+            self.create(born)
         links = self.store.links_for(kind.pipedrive, sorted(by_source))
         candidates: dict[int, Record] = {}
         for pipedrive_id, record in by_source.items():
@@ -153,6 +167,20 @@ class PlanhatScan:
             return
         summary.changed[kind.pipedrive] += len(candidates)
         self.merge(candidates, links)
+
+    def create(self, records: list[Record]) -> None:
+        """Records created in Planhat become Pipedrive records, once (`tasks.create`)."""
+        if self.kind.pipedrive not in CREATES:
+            return
+        creator = Creator(self.pipedrive, self.planhat, self.store, self.mappings, self.kind)
+        actions = creator.create(records)
+        self.summary.created[self.kind.pipedrive] += sum(
+            1 for a in actions if a.action == "created"
+        )
+        self.summary.failed[self.kind.pipedrive] += sum(1 for a in actions if a.action == "failed")
+        self.summary.pipedrive_calls[self.kind.pipedrive] += creator.requests
+        if actions:
+            self.store.log_actions(self.run_id, actions)
 
     def merge(self, candidates: Mapping[int, Record], links: Mapping[int, Any]) -> None:
         kind, obj, summary = self.kind, self.kind.planhat, self.summary
@@ -317,13 +345,15 @@ def scanned(summary: ScanSummary, *, dry_run: bool) -> None:
         if name not in summary.scanned:
             continue
         log.info(
-            "scanned Planhat %s: %s read, %s changed since the last sync, %s created in Planhat "
-            "(not sent: creating in Pipedrive is not built yet); %s %s to Pipedrive, %s to "
-            "Planhat, %s conflicts, %s failed",
+            "Planhat %s: %s read, %s changed since the last sync, %s without a sourceId "
+            "(created in Planhat; %s %s in Pipedrive); %s %s to Pipedrive, %s to Planhat, "
+            "%s conflicts, %s failed",
             kind.planhat_plural,
             f"{summary.scanned[name]:,}",
             f"{summary.changed[name]:,}",
             f"{summary.unsourced[name]:,}",
+            f"{summary.created[name]:,}",
+            "would be created" if dry_run else "created",
             "would write" if dry_run else "wrote",
             f"{summary.to_pipedrive[name]:,}",
             f"{summary.to_planhat[name]:,}",

@@ -7,9 +7,11 @@ from __future__ import annotations
 
 from collections import Counter
 from collections.abc import Iterable, Iterator
+from datetime import datetime
 from typing import Any
 
 from clients.errors import BadRequestError, NotFoundError
+from mappings.values import parse_time
 from sandbox.dataset import PipedriveSeed
 from sandbox.pipedrive.common import ApiError
 from sandbox.pipedrive.model import PipedriveModel
@@ -23,18 +25,40 @@ class FakePipedrive:
         self.calls: Counter[str] = Counter()
         self.refuse: set[tuple[str, int]] = set()  # (entity, id) whose writes are refused
 
-    def _list(self, name: str, ids: Iterable[int] | None) -> Iterator[Record]:
+    def _list(
+        self, name: str, ids: Iterable[int] | None, updated_since: datetime | None = None
+    ) -> Iterator[Record]:
         collection = getattr(self.model, name)
         wanted = sorted(set(ids)) if ids is not None else None
         self.calls[f"GET /{name}"] += -(-len(wanted) // 100) if wanted is not None else 1
         records = [collection.get(i) for i in wanted] if wanted is not None else collection.values()
-        return iter([dict(r) for r in records if r is not None and not r.get("is_deleted")])
+        return iter(
+            [
+                dict(r)
+                for r in records
+                if r is not None
+                and not r.get("is_deleted")
+                and (updated_since is None or parse_time(r["update_time"]) >= updated_since)
+            ]
+        )
 
-    def iter_organizations(self, *, ids: Iterable[int] | None = None, **_: Any) -> Iterator[Record]:
-        return self._list("organizations", ids)
+    def iter_organizations(
+        self,
+        *,
+        ids: Iterable[int] | None = None,
+        updated_since: datetime | None = None,
+        **_: Any,
+    ) -> Iterator[Record]:
+        return self._list("organizations", ids, updated_since)
 
-    def iter_persons(self, *, ids: Iterable[int] | None = None, **_: Any) -> Iterator[Record]:
-        return self._list("persons", ids)
+    def iter_persons(
+        self,
+        *,
+        ids: Iterable[int] | None = None,
+        updated_since: datetime | None = None,
+        **_: Any,
+    ) -> Iterator[Record]:
+        return self._list("persons", ids, updated_since)
 
     def iter_deals(self, *, ids: Iterable[int] | None = None, **_: Any) -> Iterator[Record]:
         return self._list("deals", ids)
@@ -64,5 +88,13 @@ class FakePipedrive:
     def update_deal(self, deal_id: int, fields: Record) -> Record:
         return self._write("deal", deal_id, fields)
 
+    def create_organization(self, fields: Record) -> Record:
+        self.calls["POST /organizations"] += 1
+        return self.model.create_organization(dict(fields))
+
+    def create_person(self, fields: Record) -> Record:
+        self.calls["POST /persons"] += 1
+        return self.model.create_person(dict(fields))
+
     def writes(self) -> int:
-        return sum(n for name, n in self.calls.items() if name.startswith("PATCH"))
+        return sum(n for name, n in self.calls.items() if name.startswith(("PATCH", "POST")))

@@ -34,7 +34,11 @@ ORG = 1  # Müller & Søn GmbH, in Hamburg, with a website
 
 
 def settings_dir(
-    tmp: Path, organizations: str = "both", policy: str = "pipedrive_wins", dry_run: bool = False
+    tmp: Path,
+    organizations: str = "both",
+    policy: str = "pipedrive_wins",
+    dry_run: bool = False,
+    contacts: str = "receive",
 ) -> Path:
     target = tmp / "settings"
     shutil.copytree(SANDBOX_DIR, target, ignore=shutil.ignore_patterns("__pycache__", "*.py"))
@@ -43,6 +47,7 @@ def settings_dir(
     text = re.sub(r"(organizations:\n(?:  #.*\n)*  direction: )\w+", rf"\g<1>{organizations}", text)
     text = text.replace("conflict_policy: pipedrive_wins", f"conflict_policy: {policy}")
     text = text.replace("dry_run: false", f"dry_run: {str(dry_run).lower()}")
+    text = text.replace("contacts:\n  direction: receive", f"contacts:\n  direction: {contacts}")
     path.write_text(text)
     return target
 
@@ -50,14 +55,21 @@ def settings_dir(
 class World:
     """Both services, the store and the settings; the steps a run takes, one by one."""
 
-    def __init__(self, tmp: Path, organizations: str = "both", policy: str = "pipedrive_wins"):
+    def __init__(
+        self,
+        tmp: Path,
+        organizations: str = "both",
+        policy: str = "pipedrive_wins",
+        contacts: str = "receive",
+    ):
         pd_seed, ph_seed = generate("small", 7)
         self.pipedrive = FakePipedrive(pd_seed)
         self.planhat = FakePlanhat()
         self.store = StateStore(f"sqlite:///{tmp / 'state.db'}")
         self.account = account_from_seed(pd_seed, ph_seed.users)
         self.mappings: Mappings = compile_mappings(
-            load_settings(settings_dir(tmp, organizations, policy)), self.account
+            load_settings(settings_dir(tmp, organizations, policy, contacts=contacts)),
+            self.account,
         )
         self.actions: list[RunAction] = []
 
@@ -368,3 +380,112 @@ def test_random_edits_on_both_sides_converge_and_then_nothing_is_written(
             world.close()
 
     run()
+
+
+# -- created in Planhat: created in Pipedrive once ------------------------------------------------
+
+
+def _named(world: World, name: str) -> list[dict[str, Any]]:
+    return [o for o in world.pipedrive.model.organizations.values() if o.get("name") == name]
+
+
+def _born(world: World, name: str = "Born in Planhat AG") -> str:
+    saved = world.planhat.bulk_upsert("companies", [{"name": name, "web": "https://born.example"}])
+    planhat_id = saved.items[0].id
+    assert planhat_id
+    return planhat_id
+
+
+def test_a_company_created_in_planhat_becomes_one_organization_linked_both_ways(
+    world: World,
+) -> None:
+    planhat_id = _born(world)
+    summary = world.scan()
+    (org,) = _named(world, "Born in Planhat AG")
+    assert org["website"] == "https://born.example"
+    assert summary.created["organization"] == 1
+    company = world.planhat.store.find("companies", planhat_id)
+    assert company is not None and company["sourceId"] == str(org["id"])
+    assert world.store.links_for("organization", [org["id"]])[org["id"]].planhat_id == planhat_id
+    world.reset_counters()
+    world.scan()
+    world.receive(org["id"])  # Pipedrive's side comes back: nothing more to write either way
+    world.scan()
+    assert len(_named(world, "Born in Planhat AG")) == 1
+    assert world.pipedrive.writes() == 0
+
+
+class CrashAfter(Exception):
+    """The process dies right after a step succeeded."""
+
+
+@pytest.mark.parametrize("step", ["create", "link", "write-back"])
+def test_a_crash_at_any_step_never_creates_the_organization_twice(
+    world: World, monkeypatch: pytest.MonkeyPatch, step: str
+) -> None:
+    _born(world)
+    if step == "create":
+        create = world.pipedrive.create_organization
+
+        def create_then_die(fields: dict[str, Any]) -> dict[str, Any]:
+            create(fields)
+            raise CrashAfter
+
+        monkeypatch.setattr(world.pipedrive, "create_organization", create_then_die)
+    elif step == "link":
+        upsert_links = world.store.upsert_links
+
+        def link_then_die(*args: Any, **kwargs: Any) -> Any:
+            upsert_links(*args, **kwargs)
+            raise CrashAfter
+
+        monkeypatch.setattr(world.store, "upsert_links", link_then_die)
+    else:
+        bulk = world.planhat.bulk_upsert
+
+        def die_on_write_back(model: str, items: Any) -> Any:
+            items = list(items)
+            if any("_id" in i for i in items):
+                raise CrashAfter
+            return bulk(model, items)
+
+        monkeypatch.setattr(world.planhat, "bulk_upsert", die_on_write_back)
+    with pytest.raises(CrashAfter):
+        world.scan()
+    monkeypatch.undo()
+    world.reset_counters()
+    world.scan()
+    if step == "write-back":  # linked already: only the sourceId is written, nothing looked up
+        assert world.pipedrive.calls == Counter()
+    world.scan()
+    (org,) = _named(world, "Born in Planhat AG")
+    company = next(c for c in world.planhat.records("companies") if c["name"] == org["name"])
+    assert company["sourceId"] == str(org["id"])
+
+
+def test_an_end_user_created_in_planhat_becomes_a_person_of_its_organization(
+    tmp_path: Path,
+) -> None:
+    world = World(tmp_path, contacts="both")
+    try:
+        world.receive()
+        company = world.company()
+        saved = world.planhat.bulk_upsert(
+            "endusers",
+            [{"companyId": company["_id"], "firstName": "Ada", "lastName": "Planhat",
+              "email": "ada@born.example"}],
+        )  # fmt: skip
+        user_id = saved.items[0].id
+        world.scan()
+        (person,) = [
+            p for p in world.pipedrive.model.persons.values() if p.get("name") == "Ada Planhat"
+        ]
+        assert person["org_id"] == ORG
+        assert [e["value"] for e in person["emails"]] == ["ada@born.example"]
+        user = world.planhat.store.find("endusers", user_id or "")
+        assert user is not None and user["sourceId"] == str(person["id"])
+        world.reset_counters()
+        world.scan()
+        assert world.pipedrive.writes() == 0
+    finally:
+        world.close()
