@@ -406,6 +406,10 @@ class PipedriveClient(Closing):
     def get_person(self, person_id: int) -> Record:
         return self._get_one(f"{self.urls.v2}/persons/{int(person_id)}")
 
+    def get_note(self, note_id: int) -> Record:
+        """One note (v1 only). A missing note raises `NotFoundError`."""
+        return self._get_one(f"{self.urls.v1}/notes/{int(note_id)}")
+
     # -- v1 reads --------------------------------------------------------------------------------
     def iter_notes(
         self,

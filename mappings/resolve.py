@@ -541,25 +541,6 @@ def compile_mappings(settings: Settings, account: Account) -> Mappings:
             )
         )
     integ = settings.integration
-    if integ.notes.direction in ("send", "both"):
-        direction = integ.notes.direction
-        warnings.append(
-            Problem(
-                settings.locate(INTEGRATION_FILE, ("notes", "direction")),
-                f"notes: direction {direction}: sending notes to Pipedrive is not implemented "
-                "yet, so no note is written to Pipedrive"
-                + (" (the receive half runs)" if direction == "both" else ""),
-            )
-        )
-    send_only = [r for r in rules.get("note", ()) if r.send and not r.receive]
-    for rule in send_only:
-        warnings.append(
-            Problem(
-                rule.location or settings.locate(INTEGRATION_FILE, ()),
-                f"{rule.key} → Pipedrive {rule.pipedrive_label}: a send-only note rule; sending "
-                "notes to Pipedrive is not implemented yet, so this field is not synced",
-            )
-        )
     if integ.organizations.direction in ("send", "none"):
         dependent = [
             k.section

@@ -1,7 +1,8 @@
 """Records created in Planhat become Pipedrive records, once (sections that send).
 
-A Planhat company (or end user of a linked company) without a `sourceId` was created in
-Planhat. When its section sends, the scan (`tasks.scan`) and the planhat-sync run hand it here:
+A Planhat company (or an end user or a note of a linked company) without a `sourceId` was
+created in Planhat. When its section sends, the scan (`tasks.scan`) and the planhat-sync run
+hand it here:
 
 1. **Intent.** Before anything is written, the store keeps an intent under the Planhat `_id`
    (`create:<entity>:<_id>`, with the time and the name).
@@ -15,8 +16,8 @@ Whatever crashes in between, a retry never creates a second record: a record alr
 only gets its `sourceId` written back, and a record with an intent whose outcome is unknown is
 first looked for in Pipedrive (records of that name added since the intent, with the same
 email for a person) and adopted when found. Only when none is found is it created again.
-Deals are never created (a license that did not come from a deal is not sent), and neither
-are notes (their send half is not built yet).
+Notes (Planhat conversations of type note) are created under their company's organization.
+Deals are never created (a license that did not come from a deal is not sent).
 """
 
 from __future__ import annotations
@@ -32,7 +33,7 @@ from mappings.kinds import Kind
 from mappings.merge import unflatten
 from mappings.resolve import Mappings
 from mappings.rows import MappedBatch, Record
-from mappings.send import company_to_organization, enduser_to_person
+from mappings.send import company_to_organization, conversation_to_note, enduser_to_person
 from mappings.values import Unconvertible, parse_time
 from store import StateStore
 from store.records import LinkRow, RunAction
@@ -42,7 +43,11 @@ log = logging.getLogger("tasks.steps")
 #: how far before its intent a record found in Pipedrive may have been added (clock skew)
 SKEW = timedelta(minutes=2)
 #: the kinds created in Pipedrive, and their create method
-CREATES = {"organization": "create_organization", "person": "create_person"}
+CREATES = {
+    "organization": "create_organization",
+    "person": "create_person",
+    "note": "create_note",
+}
 
 
 def intent_key(kind: Kind, planhat_id: str) -> str:
@@ -54,7 +59,18 @@ def _bodies(
 ) -> MappedBatch:
     if kind.pipedrive == "organization":
         return company_to_organization(records, mappings)
+    if kind.pipedrive == "note":
+        return conversation_to_note(records, mappings, org_ids=org_ids)
     return enduser_to_person(records, mappings, org_ids=org_ids)
+
+
+def _identity(kind: Kind, record: Mapping[str, Any]) -> tuple[Any, ...]:
+    """What tells a record an earlier attempt created: an organization's name, a person's
+    name and email, a note's text and organization."""
+    if kind.pipedrive == "note":
+        return (str(record.get("content") or "").strip(), record.get("org_id"))
+    name = str(record.get("name") or "").strip()
+    return (name, _email(record)) if kind.pipedrive == "person" else (name,)
 
 
 def _email(record: Mapping[str, Any]) -> str | None:
@@ -101,7 +117,7 @@ class Creator:
             actions += self._write_back(planhat_id, link.pipedrive_id, "linked earlier")
         todo = [r for i, r in by_id.items() if i not in linked]
         org_ids = self._org_ids(todo)
-        if kind.pipedrive == "person":  # only the end users of companies paired with Pipedrive
+        if kind.pipedrive in ("person", "note"):  # only under companies paired with Pipedrive
             todo = [r for r in todo if str(r.get("companyId")) in org_ids]
         batch = _bodies(kind, todo, self.mappings, org_ids)
         for issue in batch.skipped:
@@ -124,7 +140,7 @@ class Creator:
         self, planhat_id: str, body: Record, values: Mapping[str, Any]
     ) -> list[RunAction]:
         kind = self.kind
-        name = str(body.get("name") or "")
+        name = str(body.get("name") or body.get("content") or "")[:60]
         if self.mappings.dry_run:
             return [
                 RunAction(
@@ -137,7 +153,7 @@ class Creator:
             ]
         key = intent_key(kind, planhat_id)
         intent = self.store.cache_get(key)
-        found = self._find(name, body, intent[1]) if intent is not None else None
+        found = self._find(body, intent[1]) if intent is not None else None
         if found is None:
             self.store.cache_put(key, {"name": name, "at": self.clock().isoformat()})
             self.requests += 1
@@ -177,19 +193,17 @@ class Creator:
         actions = [RunAction(kind.sent_type, "created", pipedrive_id, planhat_id, reason=how)]
         return actions + self._write_back(planhat_id, pipedrive_id, how)
 
-    def _find(self, name: str, body: Record, since: datetime) -> Record | None:
-        """The record an earlier attempt may have created: same name (and email), added since
-        its intent."""
-        if not name:
+    def _find(self, body: Record, since: datetime) -> Record | None:
+        """The record an earlier attempt may have created: the same identity (`_identity`),
+        added since its intent."""
+        wanted = _identity(self.kind, body)
+        if not wanted[0]:
             return None
         after = since - SKEW
         listed = getattr(self.pipedrive, self.kind.pipedrive_list)(updated_since=after)
         self.requests += 1
-        email = _email(body)
         for record in listed:
-            if str(record.get("name") or "").strip() != name.strip():
-                continue
-            if email is not None and _email(record) != email:
+            if _identity(self.kind, record) != wanted:
                 continue
             try:
                 added = parse_time(record.get("add_time"))

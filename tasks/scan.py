@@ -35,6 +35,7 @@ from prefect import task
 from prefect.cache_policies import NO_CACHE
 
 from clients import PipedriveClient, PlanhatClient
+from clients.errors import NotFoundError
 from clients.planhat import PAGE_MAX, PAGE_MAX_DEFAULT
 from mappings.kinds import KINDS, Kind
 from mappings.merge import flatten, planhat_patch, planhat_values, unflatten
@@ -129,7 +130,9 @@ class PlanhatScan:
         kind = self.kind
         size = PAGE_MAX.get(kind.planhat_model, PAGE_MAX_DEFAULT)
         records = self.planhat.iter_records(
-            kind.planhat_model, select=planhat_fields(self.mappings, kind.planhat)
+            kind.planhat_model,
+            select=planhat_fields(self.mappings, kind.planhat),
+            filters={"type": "note"} if kind.planhat_model == "conversations" else None,
         )
         for page in _pages(records, size):
             self.page(page)
@@ -182,12 +185,29 @@ class PlanhatScan:
         if actions:
             self.store.log_actions(self.run_id, actions)
 
+    def read_pipedrive(self, ids: Sequence[int]) -> dict[int, Record]:
+        """The Pipedrive records, fresh: v2 lists by `ids`, 100 a call; notes (v1 has no
+        such filter) one by one."""
+        kind = self.kind
+        if kind.pipedrive == "note":
+            found: dict[int, Record] = {}
+            for note_id in ids:
+                self.summary.pipedrive_calls[kind.pipedrive] += 1
+                try:
+                    note = self.pipedrive.get_note(note_id)
+                except NotFoundError:
+                    continue
+                if note.get("active_flag", True):
+                    found[note_id] = note
+            return found
+        read = getattr(self.pipedrive, kind.pipedrive_list)
+        self.summary.pipedrive_calls[kind.pipedrive] += -(-len(ids) // 100)
+        return {r["id"]: r for r in read(ids=ids) if isinstance(r.get("id"), int)}
+
     def merge(self, candidates: Mapping[int, Record], links: Mapping[int, Any]) -> None:
         kind, obj, summary = self.kind, self.kind.planhat, self.summary
-        read = getattr(self.pipedrive, kind.pipedrive_list)
         ids = sorted(candidates)
-        summary.pipedrive_calls[kind.pipedrive] += -(-len(ids) // 100)
-        current = {r["id"]: r for r in read(ids=ids) if isinstance(r.get("id"), int)}
+        current = self.read_pipedrive(ids)
         actions: list[RunAction] = []
         writes: list[PipedriveWrite] = []
         upserts: list[tuple[int, Record]] = []
@@ -221,6 +241,9 @@ class PlanhatScan:
                 item = planhat_patch(obj, result.to_planhat, source_id=pipedrive_id)
                 if record.get("companyId"):
                     item["companyId"] = record["companyId"]
+                if kind.planhat_model == "conversations":  # updated by `_id` only
+                    keys = ("sourceId", "externalId")
+                    item = {"_id": planhat_id, **{k: v for k, v in item.items() if k not in keys}}
                 upserts.append((pipedrive_id, item))
             values = {**flatten(synced), **result.synced}
             after[pipedrive_id] = (planhat_id, values)

@@ -52,8 +52,8 @@ MERGE_KEYS = ("_id", "sourceId", "externalId", "companyId", "updatedAt")
 COMPANIES_ONE_BY_ONE = 10
 #: companies per list call when reading company-owned records
 COMPANIES_PER_CALL = 50
-#: the kinds whose send half is built (notes: not yet, see `mappings.resolve`)
-SENDING_KINDS = ("organization", "person", "deal")
+#: the kinds whose send half is built
+SENDING_KINDS = ("organization", "person", "deal", "note")
 #: Pipedrive's answers that concern one record (the run goes on); others stop the run
 _RECORD_ERRORS = (BadRequestError, ForbiddenError, GoneError, NotFoundError)
 

@@ -449,13 +449,9 @@ def test_a_section_set_to_none_maps_nothing_and_dependents_are_warned(tmp_path: 
     assert len(deal_to_license([V2_REST_DEAL], mappings, company_ids=COMPANIES)) == 1
 
 
-def test_what_sending_does_not_do_yet_is_said_never_silently_ignored(tmp_path: Path) -> None:
+def test_sending_sections_compile_their_send_rules_without_a_warning(tmp_path: Path) -> None:
     d = write_settings(tmp_path, INTEGRATION)  # organizations, contacts, deals, notes: both
-    problems = [str(p) for p in compile_mappings(load_settings(d), ACCOUNT).problems]
-    assert any(
-        p.startswith(f"{d}/integration.yaml:")
-        and "notes: direction both: sending notes to Pipedrive is not implemented yet" in p
-        and "(the receive half runs)" in p
-        for p in problems
-    ), problems
-    assert not any("organizations: direction" in p or "contacts: direction" in p for p in problems)
+    mappings = compile_mappings(load_settings(d), ACCOUNT)
+    assert [str(p) for p in mappings.problems if "not implemented" in str(p)] == []
+    for obj in ("company", "enduser", "note"):
+        assert mappings.send_rules(obj), obj

@@ -63,6 +63,26 @@ class FakePipedrive:
     def iter_deals(self, *, ids: Iterable[int] | None = None, **_: Any) -> Iterator[Record]:
         return self._list("deals", ids)
 
+    def iter_notes(self, *, updated_since: datetime | None = None, **_: Any) -> Iterator[Record]:
+        return self._list("notes", None, updated_since)
+
+    def get_note(self, note_id: int) -> Record:
+        self.calls["GET /notes/:id"] += 1
+        note = self.model.notes.get(note_id)
+        if note is None:
+            raise NotFoundError(
+                "no such note", service="Pipedrive", method="GET", path="/v1/notes", status=404
+            )
+        return dict(note)
+
+    def update_note(self, note_id: int, fields: Record) -> Record:
+        self.calls["PUT /notes"] += 1
+        return self.model.update_note(note_id, dict(fields))
+
+    def create_note(self, fields: Record) -> Record:
+        self.calls["POST /notes"] += 1
+        return self.model.create_note(dict(fields))
+
     def _write(self, entity: str, record_id: int, body: Record) -> Record:
         self.calls[f"PATCH /{entity}s"] += 1
         path = f"/v2/{entity}s/{record_id}"
@@ -97,4 +117,4 @@ class FakePipedrive:
         return self.model.create_person(dict(fields))
 
     def writes(self) -> int:
-        return sum(n for name, n in self.calls.items() if name.startswith(("PATCH", "POST")))
+        return sum(n for name, n in self.calls.items() if name.startswith(("PATCH", "POST", "PUT")))

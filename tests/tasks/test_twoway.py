@@ -39,6 +39,7 @@ def settings_dir(
     policy: str = "pipedrive_wins",
     dry_run: bool = False,
     contacts: str = "receive",
+    notes: str = "receive",
 ) -> Path:
     target = tmp / "settings"
     shutil.copytree(SANDBOX_DIR, target, ignore=shutil.ignore_patterns("__pycache__", "*.py"))
@@ -48,6 +49,7 @@ def settings_dir(
     text = text.replace("conflict_policy: pipedrive_wins", f"conflict_policy: {policy}")
     text = text.replace("dry_run: false", f"dry_run: {str(dry_run).lower()}")
     text = text.replace("contacts:\n  direction: receive", f"contacts:\n  direction: {contacts}")
+    text = text.replace("notes:\n  direction: receive", f"notes:\n  direction: {notes}")
     path.write_text(text)
     return target
 
@@ -61,6 +63,7 @@ class World:
         organizations: str = "both",
         policy: str = "pipedrive_wins",
         contacts: str = "receive",
+        notes: str = "receive",
     ):
         pd_seed, ph_seed = generate("small", 7)
         self.pipedrive = FakePipedrive(pd_seed)
@@ -68,7 +71,7 @@ class World:
         self.store = StateStore(f"sqlite:///{tmp / 'state.db'}")
         self.account = account_from_seed(pd_seed, ph_seed.users)
         self.mappings: Mappings = compile_mappings(
-            load_settings(settings_dir(tmp, organizations, policy, contacts=contacts)),
+            load_settings(settings_dir(tmp, organizations, policy, contacts=contacts, notes=notes)),
             self.account,
         )
         self.actions: list[RunAction] = []
@@ -487,5 +490,37 @@ def test_an_end_user_created_in_planhat_becomes_a_person_of_its_organization(
         world.reset_counters()
         world.scan()
         assert world.pipedrive.writes() == 0
+    finally:
+        world.close()
+
+
+def test_a_note_written_in_planhat_reaches_pipedrive_and_its_edits_follow(tmp_path: Path) -> None:
+    world = World(tmp_path, notes="both")
+    try:
+        world.receive()
+        company = world.company()
+        saved = world.planhat.bulk_upsert(
+            "conversations",
+            [{"type": "note", "companyId": company["_id"], "description": "<p>From Planhat</p>"}],
+        )
+        conversation_id = saved.items[0].id or ""
+        world.scan()
+        (note,) = [
+            n for n in world.pipedrive.model.notes.values() if "From Planhat" in n["content"]
+        ]
+        assert note["org_id"] == ORG
+        conversation = world.planhat.store.find("conversations", conversation_id)
+        assert conversation is not None and conversation["sourceId"] == str(note["id"])
+        world.planhat.bulk_upsert(
+            "conversations", [{"_id": conversation_id, "description": "<p>Edited in Planhat</p>"}]
+        )
+        world.reset_counters()
+        world.scan()
+        edited = world.pipedrive.model.notes.get(note["id"])
+        assert edited is not None and edited["content"] == "<p>Edited in Planhat</p>"
+        assert world.pipedrive.calls["PUT /notes"] == 1
+        world.reset_counters()
+        world.scan()
+        assert world.pipedrive.writes() == 0 and planhat_writes(world) == 0
     finally:
         world.close()
