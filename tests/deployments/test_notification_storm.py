@@ -292,9 +292,10 @@ def test_pdsync_worker_runs_the_deal_sync_runs_of_a_deployment_warm(
     with _world(tmp_path, monkeypatch) as (server, sb, directory, port):
         (deal,) = _won_deals(sb, directory, 1)
         with prefect_settings(server.api_url):  # as `prefect deploy` would make it
-            deployment, incremental, *_ = build_deployments(load_settings(directory), None)
-            deployment_id = deployment.apply()
-            incremental.apply()
+            built = {d.name: d for d in build_deployments(load_settings(directory), None)}
+            deployment_id = built["deal-sync"].apply()
+            built["planhat-sync"].apply()
+            built["incremental-sync"].apply()
         log = tmp_path / "worker.log"
         args = ["worker", "--settings", str(directory), "--concurrency", "2"]
         with (
@@ -302,6 +303,7 @@ def test_pdsync_worker_runs_the_deal_sync_runs_of_a_deployment_warm(
             httpx.Client(base_url=server.api_url, timeout=30) as api,
         ):
             _wait("the worker not ready", lambda: "Ctrl-C stops" in log.read_text(), 180, log)
+            assert "planhat-sync/planhat-sync warm" in log.read_text()
 
             def created() -> dict[str, Any] | None:  # a busy SQLite Prefect answers 503
                 answer = api.post(
