@@ -21,7 +21,7 @@ from planhat_fake import FakePlanhat
 
 from deployments.sandbox_settings import SANDBOX_DIR, account_from_seed
 from mappings.loading import load_settings
-from mappings.receive import organization_to_company
+from mappings.receive import deal_to_license, organization_to_company
 from mappings.resolve import Mappings, compile_mappings
 from sandbox.data import generate
 from store import StateStore
@@ -40,6 +40,7 @@ def settings_dir(
     dry_run: bool = False,
     contacts: str = "receive",
     notes: str = "receive",
+    deals: str = "receive",
 ) -> Path:
     target = tmp / "settings"
     shutil.copytree(SANDBOX_DIR, target, ignore=shutil.ignore_patterns("__pycache__", "*.py"))
@@ -50,6 +51,12 @@ def settings_dir(
     text = text.replace("dry_run: false", f"dry_run: {str(dry_run).lower()}")
     text = text.replace("contacts:\n  direction: receive", f"contacts:\n  direction: {contacts}")
     text = text.replace("notes:\n  direction: receive", f"notes:\n  direction: {notes}")
+    if deals != "receive":
+        text = text.replace("deals:\n  direction: receive", f"deals:\n  direction: {deals}")
+        matches = target / "custom_matches.yaml"
+        po = "pipedrive_field: PO number,         direction: receive"
+        assert po in matches.read_text()
+        matches.write_text(matches.read_text().replace(po, po.replace("receive", "both")))
     path.write_text(text)
     return target
 
@@ -64,6 +71,7 @@ class World:
         policy: str = "pipedrive_wins",
         contacts: str = "receive",
         notes: str = "receive",
+        deals: str = "receive",
     ):
         pd_seed, ph_seed = generate("small", 7)
         self.pipedrive = FakePipedrive(pd_seed)
@@ -71,7 +79,11 @@ class World:
         self.store = StateStore(f"sqlite:///{tmp / 'state.db'}")
         self.account = account_from_seed(pd_seed, ph_seed.users)
         self.mappings: Mappings = compile_mappings(
-            load_settings(settings_dir(tmp, organizations, policy, contacts=contacts, notes=notes)),
+            load_settings(
+                settings_dir(
+                    tmp, organizations, policy, contacts=contacts, notes=notes, deals=deals
+                )
+            ),
             self.account,
         )
         self.actions: list[RunAction] = []
@@ -124,6 +136,30 @@ class World:
         )
         self.actions += result.actions
         return result
+
+    def receive_deal(self, deal_id: int) -> PushResult:
+        """A won deal's license (its organization received first)."""
+        deals = list(self.pipedrive.iter_deals(ids=[deal_id]))
+        self.receive(deals[0]["org_id"])
+        company_ids = {
+            org: link.planhat_id
+            for org, link in self.store.links_for("organization", [deals[0]["org_id"]]).items()
+            if link.planhat_id
+        }
+        return push_mapped(
+            self.planhat,  # type: ignore[arg-type]
+            self.store,
+            "deal",
+            deal_to_license(deals, self.mappings, company_ids=company_ids),
+            dry_run=False,
+            twoway=TwoWay.for_push(
+                self.pipedrive,  # type: ignore[arg-type]
+                self.planhat,  # type: ignore[arg-type]
+                self.mappings,
+                "deal",
+                deals,
+            ),
+        )
 
     def scan(self) -> ScanSummary:
         self.store.log_actions("run", [])  # the run exists
@@ -520,6 +556,34 @@ def test_a_note_written_in_planhat_reaches_pipedrive_and_its_edits_follow(tmp_pa
         assert edited is not None and edited["content"] == "<p>Edited in Planhat</p>"
         assert world.pipedrive.calls["PUT /notes"] == 1
         world.reset_counters()
+        world.scan()
+        assert world.pipedrive.writes() == 0 and planhat_writes(world) == 0
+    finally:
+        world.close()
+
+
+def test_a_license_field_mapped_both_ways_reaches_its_deal(tmp_path: Path) -> None:
+    world = World(tmp_path, deals="both")
+    try:
+        deal_id = 12  # won in New business, PO number PO-2024-00012
+        world.receive_deal(deal_id)
+        (license_,) = [
+            r for r in world.planhat.records("licenses") if r.get("sourceId") == str(deal_id)
+        ]
+        assert license_["custom"]["PO number"] == "PO-2024-00012"
+        world.planhat.bulk_upsert(
+            "licenses", [{"_id": license_["_id"], "custom": {"PO number": "PO-2026-0042"}}]
+        )
+        world.reset_counters()
+        world.scan()
+        deal = world.pipedrive.model.deals.get(deal_id)
+        assert deal is not None
+        po_key = next(
+            k for k, v in deal["custom_fields"].items() if v == "PO-2026-0042"
+        )  # written to the PO number field, and only it
+        assert world.pipedrive.calls["PATCH /deals"] == 1 and po_key
+        world.reset_counters()
+        world.receive_deal(deal_id)  # the deal's notification of our write: nothing to write
         world.scan()
         assert world.pipedrive.writes() == 0 and planhat_writes(world) == 0
     finally:
