@@ -29,8 +29,9 @@ children of a company that would be created are converted under a stand-in id, s
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator, Mapping, Sequence, Set
-from typing import Any
+import functools
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence, Set
+from typing import Any, ParamSpec
 
 from prefect import task
 from prefect.cache_policies import NO_CACHE
@@ -52,6 +53,8 @@ from tasks import steplog
 from tasks.context import SyncContext
 from tasks.select import Scope
 from tasks.twoway import Plan, TwoWay, fold_conflicts, sends
+
+P = ParamSpec("P")
 
 #: the keys an item carries for Planhat to match it on (the Pipedrive id), strongest first
 KEY_FIELDS = ("sourceId", "externalId")
@@ -173,6 +176,19 @@ def _send(
     return saved, failed
 
 
+def _one_line_per_record(push: Callable[P, PushResult]) -> Callable[P, PushResult]:
+    """A record with a conflict is logged as such (`tasks.twoway.fold_conflicts`)."""
+
+    @functools.wraps(push)
+    def folded(*args: P.args, **kwargs: P.kwargs) -> PushResult:
+        result = push(*args, **kwargs)
+        result.actions = fold_conflicts(result.actions)
+        return result
+
+    return folded
+
+
+@_one_line_per_record
 def push_mapped(
     planhat: PlanhatClient,
     store: StateStore,
@@ -191,25 +207,6 @@ def push_mapped(
     so changed records are merged field by field with Planhat's (`tasks.twoway`); a record
     with a conflict is reported as such.
     In a dry run nothing is written anywhere but the run log (see the module docstring)."""
-    result = _push_mapped(
-        planhat, store, object_type, batch, dry_run=dry_run, force=force,
-        fresh_companies=fresh_companies, twoway=twoway,
-    )  # fmt: skip
-    result.actions = fold_conflicts(result.actions)
-    return result
-
-
-def _push_mapped(
-    planhat: PlanhatClient,
-    store: StateStore,
-    object_type: str,
-    batch: MappedBatch,
-    *,
-    dry_run: bool,
-    force: bool = False,
-    fresh_companies: Set[str] = frozenset(),
-    twoway: TwoWay | None = None,
-) -> PushResult:
     kind = BY_ENTITY[object_type]
     model, singular = kind.planhat_model, kind.planhat_title
     result = PushResult(object_type, actions=_issues_as_actions(object_type, batch))

@@ -42,6 +42,7 @@ from urllib.parse import urlsplit
 import httpx
 import orjson
 
+from sandbox.delivery_log import DeliveryLog
 from sandbox.pipedrive import views
 from sandbox.pipedrive.common import iso, now
 
@@ -294,40 +295,6 @@ class WebhookRegistry:
             return False
 
 
-class DeliveryLog:
-    """Every delivery attempt (and every event lost to a ban), readable while it grows."""
-
-    def __init__(self) -> None:
-        self._entries: list[Record] = []
-        self._cond = threading.Condition()
-
-    def add(self, entry: Record) -> None:
-        with self._cond:
-            self._entries.append(entry)
-            self._cond.notify_all()
-
-    def entries(self) -> list[Record]:
-        with self._cond:
-            return [dict(e) for e in self._entries]
-
-    def clear(self) -> None:
-        with self._cond:
-            self._entries.clear()
-
-    def wait_for(self, n: int, timeout: float) -> list[Record]:
-        deadline = time.monotonic() + timeout
-        with self._cond:
-            while len(self._entries) < n:
-                left = deadline - time.monotonic()
-                if left <= 0:
-                    raise TimeoutError(
-                        f"{len(self._entries)} webhook deliveries logged, {n} expected "
-                        f"within {timeout}s"
-                    )
-                self._cond.wait(left)
-            return [dict(e) for e in self._entries]
-
-
 def _diff(old: Record, new: Record) -> Record:
     """v2 `previous` for a change: only the fields that changed, with their old values."""
     changed: Record = {}
@@ -363,7 +330,7 @@ class WebhookDispatcher:
         self.registry = registry
         self.time_scale = time_scale
         self.ban_policy = ban_policy
-        self.log = DeliveryLog()
+        self.log = DeliveryLog("webhook deliveries")
         self._loop: asyncio.AbstractEventLoop | None = None
         self._thread: threading.Thread | None = None
         self._client: httpx.AsyncClient | None = None

@@ -35,7 +35,8 @@ a request to a URL with user-chosen headers and a user-templated body (reference
   requests at a time. `POST` with `content-type: application/json` and the automation's
   headers; a 2xx is a success; a connection error, a timeout (`TIMEOUT_S`) or a 5xx is retried
   after `RETRY_DELAYS_S` (3 attempts in all); any other status fails at once. Every delay and
-  the timeout are multiplied by `time_scale`. Each attempt is logged (`AutomationLog`).
+  the timeout are multiplied by `time_scale`. Each attempt is logged
+  (`sandbox.delivery_log.DeliveryLog`).
 """
 
 from __future__ import annotations
@@ -56,6 +57,7 @@ import orjson
 from fastapi import APIRouter, Request
 from fastapi.responses import Response
 
+from sandbox.delivery_log import DeliveryLog
 from sandbox.faults import ADMIN_PREFIX
 from sandbox.planhat.store import COMPANY_OWNED, MODELS, Record, iso_ms
 
@@ -236,40 +238,6 @@ class Job:
     content: bytes = b""
 
 
-class AutomationLog:
-    """Every delivery attempt (and every delivery dropped), readable while it grows."""
-
-    def __init__(self) -> None:
-        self._entries: list[Record] = []
-        self._cond = threading.Condition()
-
-    def add(self, entry: Record) -> None:
-        with self._cond:
-            self._entries.append(entry)
-            self._cond.notify_all()
-
-    def entries(self) -> list[Record]:
-        with self._cond:
-            return [dict(e) for e in self._entries]
-
-    def clear(self) -> None:
-        with self._cond:
-            self._entries.clear()
-
-    def wait_for(self, n: int, timeout: float) -> list[Record]:
-        deadline = time.monotonic() + timeout
-        with self._cond:
-            while len(self._entries) < n:
-                left = deadline - time.monotonic()
-                if left <= 0:
-                    raise TimeoutError(
-                        f"{len(self._entries)} automation deliveries logged, {n} expected "
-                        f"within {timeout}s"
-                    )
-                self._cond.wait(left)
-            return [dict(e) for e in self._entries]
-
-
 class AutomationDeliverer:
     """The configured automations, and their deliveries on a background thread.
 
@@ -287,7 +255,7 @@ class AutomationDeliverer:
         if time_scale <= 0:
             raise ValueError("time_scale must be positive")
         self.time_scale = time_scale
-        self.log = AutomationLog()
+        self.log = DeliveryLog("automation deliveries")
         self._write_lock = write_lock
         self._automations: tuple[Automation, ...] = ()
         self._queue: deque[tuple[Job, int]] = deque()  # (delivery, attempt number)
@@ -575,7 +543,6 @@ __all__ = [
     "Automation",
     "AutomationDeliverer",
     "AutomationError",
-    "AutomationLog",
     "automations_router",
     "changed_fields",
     "delivery_body",

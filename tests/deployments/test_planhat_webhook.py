@@ -5,7 +5,6 @@ off the request path (`pipedrive`'s own route is tested in test_receiver.py)."""
 from __future__ import annotations
 
 import uuid
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -27,19 +26,6 @@ def settings(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Settings:
     monkeypatch.setenv(PASSWORD_ENV, PASSWORD)
     monkeypatch.setenv(SECRET_ENV, SECRET)
     return write_settings(tmp_path / "settings", planhat_secret_env=SECRET_ENV)
-
-
-@pytest.fixture()
-def store(settings: Settings) -> Iterator[StateStore]:
-    with StateStore(settings.store_url) as opened:
-        yield opened
-
-
-@pytest.fixture()
-def client(settings: Settings, store: StateStore, api_url: str) -> Iterator[TestClient]:
-    app = create_receiver_app(settings, prefect_api_url=api_url, store=store)
-    with TestClient(app) as test_client:
-        yield test_client
 
 
 def company(planhat_id: str = "66a1c3f00000000000000003", **fields: Any) -> dict[str, Any]:

@@ -66,19 +66,6 @@ from store import StateStore
 EMPTY_INBOX = {"pending": 0, "processing": 0, "done": 0, "failed": 0}
 
 
-@pytest.fixture()
-def store(settings: Settings) -> Iterator[StateStore]:
-    with StateStore(settings.store_url) as opened:
-        yield opened
-
-
-@pytest.fixture()
-def client(settings: Settings, store: StateStore, api_url: str) -> Iterator[TestClient]:
-    app = create_receiver_app(settings, prefect_api_url=api_url, store=store)
-    with TestClient(app) as test_client:
-        yield test_client
-
-
 @contextlib.contextmanager
 def served(app: FastAPI) -> Iterator[ServedApp]:
     """`app` under uvicorn (`ServedApp` runs no lifespan: its event poster is run here)."""

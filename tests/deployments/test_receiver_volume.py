@@ -56,13 +56,6 @@ def store(settings: Settings, clock: FakeClock) -> Iterator[StateStore]:
         yield opened
 
 
-@pytest.fixture()
-def client(settings: Settings, store: StateStore, api_url: str) -> Iterator[TestClient]:
-    app = create_receiver_app(settings, prefect_api_url=api_url, store=store)
-    with TestClient(app) as test_client:
-        yield test_client
-
-
 def deliver(client: TestClient, body: Any) -> dict[str, Any]:
     answer = client.post(WEBHOOK_PATH, json=body, headers=basic())
     assert answer.status_code == 200, answer.text
