@@ -1,26 +1,25 @@
-"""Echo suppression and the three-way merge (design §2.8-2.9): per-field hashes, both sides'
-canonical values, and what to write where.
+"""Echo suppression and the three-way merge (design §2.8-2.9): a link's per-field state, both
+sides' canonical values, and what to write where.
 
-The pipeline stores, per linked record pair and per field key (the Planhat-side key: `name`,
-`custom.Contract tier`), the hash of the value last synced (`mappings.values.field_hash`, the
-store's one hash). On the next run it calls
+A link keeps the Planhat body last synced (`store.records.Link.values`): per field, the value
+both sides held after the last sync. `flatten` makes it `{key: value}` keyed like the rules
+(`name`, `custom.Contract tier`); `changed_fields` is what a receive push sends of a linked
+record (only what changed since). Where a section sends, `tasks.twoway.merge_pair` calls
 
     result = three_way_merge(
-        base,                                          # {key: hash} from the store ({} if new)
-        pipedrive_values("company", organization, mappings),   # both sides, canonical values
+        field_hashes(planhat_values("company", link_body, mappings)),   # the last synced
+        pipedrive_values("company", organization, mappings),           # both sides, now
         planhat_values("company", company, mappings),
         mappings.conflict_policy,
         rules=mappings.rules["company"],
         pipedrive_updated=organization["update_time"], planhat_updated=company["updatedAt"],
     )
-    planhat_patch("company", result.to_planhat, source_id=organization["id"])   # Planhat body
+    planhat_patch("company", result.to_planhat, source_id=organization["id"])   # Planhat item
     pipedrive_patch("company", result.to_pipedrive, mappings, current=organization)  # PATCH body
-    # after both writes succeeded: store result.base (the new {key: hash}); report conflicts
 
-A value unchanged since `base` is never written again (no echo); a field changed on one side only
-goes to the other; changed on both → `policy`, reported in `result.conflicts`. The receive
-mappings (`mappings.receive`) also return `values` per record: store `field_hashes(values)`
-after a successful push, so the next run can tell what changed.
+and, once both writes succeeded, stores `result.synced` (the values both sides now hold) in the
+link. A value unchanged since the last sync is never written again (no echo); a field changed
+on one side only goes to the other; changed on both → `policy`, reported in `result.conflicts`.
 """
 
 from __future__ import annotations

@@ -1,11 +1,14 @@
 """Send: Planhat records → Pipedrive bodies. Plain functions over batches, no HTTP.
 
+The product creates with them what was created in Planhat (`tasks.create`); it updates linked
+records field by field through the merge (`mappings.merge.pipedrive_patch`). A license is never
+created as a deal, so there is no license mapping here.
+
 Every function takes a batch of Planhat records as Planhat returns them (`mappings.rows.Records`)
 and the compiled `Mappings`, and returns a `MappedBatch` of Pipedrive bodies:
 
     company_to_organization(companies, mappings, current=…)            → v2 organization bodies
     enduser_to_person(endusers, mappings, org_ids=…, current=…)        → v2 person bodies
-    license_to_deal(licenses, mappings, current=…)                     → v2 deal bodies (updates)
     conversation_to_note(conversations, mappings, org_ids=…, current=…) → v1 note bodies
 
 A body with an `"id"` is an update (PATCH, or PUT for notes) of that record, one without is a
@@ -45,7 +48,6 @@ __all__ = [
     "company_to_organization",
     "conversation_to_note",
     "enduser_to_person",
-    "license_to_deal",
 ]
 
 
@@ -176,23 +178,6 @@ def enduser_to_person(
         return extra
 
     return _to_pipedrive("enduser", endusers, mappings, current, create)
-
-
-def license_to_deal(
-    licenses: Records,
-    mappings: Mappings,
-    *,
-    current: Mapping[int, Mapping[str, Any]] | None = None,
-) -> MappedBatch:
-    """Planhat licenses → Pipedrive deal updates (v2) for the fields whose direction allows
-    sending. Only licenses that came from a deal (`sourceId`) are sent; none is created."""
-
-    def create(lic: Mapping[str, Any], body: Record, issues: list[Issue]) -> Record | None:
-        if body:
-            skip(issues, lic.get("_id"), "a license that did not come from a deal is not sent")
-        return None
-
-    return _to_pipedrive("license", licenses, mappings, current, create)
 
 
 def conversation_to_note(

@@ -269,23 +269,6 @@ def read_planhat_current(
     return found
 
 
-__all__ = [
-    "COMPANIES_ONE_BY_ONE",
-    "HEAD_FIELDS",
-    "PipedriveWrite",
-    "Plan",
-    "TwoWay",
-    "WriteOutcome",
-    "conflict_actions",
-    "fold_conflicts",
-    "merge_pair",
-    "planhat_fields",
-    "read_planhat_current",
-    "sends",
-    "write_pipedrive",
-]
-
-
 # -- the receive push's side: a plan per record, merged where the section sends -----------------
 
 #: the fields of a Planhat body that name the record, sent with every update
@@ -430,3 +413,20 @@ class TwoWay:
             if rule.key not in theirs or field_hash(theirs[rule.key]) != field_hash(value):
                 out[rule.key] = value
         return out
+
+
+__all__ = [
+    "COMPANIES_ONE_BY_ONE",
+    "HEAD_FIELDS",
+    "PipedriveWrite",
+    "Plan",
+    "TwoWay",
+    "WriteOutcome",
+    "conflict_actions",
+    "fold_conflicts",
+    "merge_pair",
+    "planhat_fields",
+    "read_planhat_current",
+    "sends",
+    "write_pipedrive",
+]

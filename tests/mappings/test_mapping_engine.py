@@ -12,6 +12,7 @@ import pytest
 from mappings_support import write_settings
 
 from mappings.loading import load_settings
+from mappings.merge import pipedrive_patch
 from mappings.receive import (
     deal_to_license,
     note_to_conversation,
@@ -23,7 +24,6 @@ from mappings.send import (
     company_to_organization,
     conversation_to_note,
     enduser_to_person,
-    license_to_deal,
 )
 
 TIER = "9f1c2e7d40aa51b36c8e0d2f4b7a19c3e5d60b21"
@@ -409,9 +409,9 @@ def test_a_new_end_user_becomes_a_person_in_its_companys_organization(mappings: 
     ]
 
 
-def test_receive_only_sections_send_nothing(mappings: Mappings) -> None:
-    lic = {"_id": "l1", "sourceId": "4821", "value": 1, "custom": {"Tier": "Growth"}}
-    assert license_to_deal([lic], mappings).records == []
+def test_receive_only_fields_send_nothing(mappings: Mappings) -> None:
+    values = {"value": 1, "custom.Tier": "Growth"}  # license fields mapped receive only
+    assert pipedrive_patch("license", values, mappings) == {}
 
 
 def test_a_planhat_note_goes_back_as_a_pipedrive_note(mappings: Mappings) -> None:
