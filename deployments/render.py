@@ -16,6 +16,7 @@ from rich.console import Console
 from rich.table import Table
 
 from mappings.kinds import KINDS
+from tasks.reasons import ACTION_ORDER, OBJECT_LABELS
 
 if TYPE_CHECKING:
     from mappings.resolve import Mappings
@@ -40,8 +41,9 @@ err = Console(stderr=True, highlight=False, soft_wrap=True)
 
 # -- reports as tables ------------------------------------------------------------------------
 
-ACTION_COLUMNS = ("created", "updated", "unchanged", "skipped", "conflict", "failed")
-OBJECT_NAMES: dict[str, str] = {k.pipedrive: k.label for k in KINDS}
+ACTION_COLUMNS = ACTION_ORDER
+#: each object's label: what was received ("organizations → companies") and sent back
+OBJECT_NAMES: dict[str, str] = OBJECT_LABELS
 
 
 def _compact_table(title: str) -> Table:

@@ -6,12 +6,14 @@ What runs, in one process:
 
 * **the receiver** (`deployments.receiver`, FastAPI under uvicorn on a thread): Pipedrive posts
   deal notifications to it; it stores each one in the inbox and posts a Prefect event
-  `pipedrive.deal.<action>` (payload: `deal_id`, `inbox_key`, ...);
+  `pipedrive.deal.<action>` (payload: `deal_id`, `inbox_key`, ...); Planhat's automation
+  webhooks likewise (`planhat.<object>.<event>`) when the settings have `planhat_webhook`;
 * **the inbox drain** (a thread): every `drain_every_s` seconds, and once at start, the events
   of notifications whose event was not posted (Prefect was unreachable when they came) are
   posted again;
-* **deal-sync runs, warm** (`deployments.warm`): executed on threads of this process (at most
-  `--deal-concurrency` at once), polled every 0.5 s: no Python start-up per run;
+* **deal-sync and planhat-sync runs, warm** (`deployments.warm`): executed on threads of this
+  process (at most `--deal-concurrency` deal-sync runs at once, and 2 planhat-sync runs),
+  polled every 0.25 s: no Python start-up per run;
 * **a `prefect.serve`-style runner** of the three other deployments
   (`deployments.definitions`), polling for work every second
   (`PREFECT_RUNNER_POLL_FREQUENCY=1`), a process per run.

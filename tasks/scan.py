@@ -3,7 +3,7 @@ was last synced (design §3: Planhat has no "changed since" filter, and its `upd
 every write, so the store's per-field state is the only judge).
 
 For each kind that sends (`tasks.twoway.sends`: companies → organizations, end users → persons,
-licenses → deals), in the order of writing:
+licenses → deals, notes → notes), in the order of writing:
 
 1. Planhat's list is read in pages at its maximum (5,000 companies, 2,000 others), only the
    fields the rules name (`select=`).
@@ -12,16 +12,16 @@ licenses → deals), in the order of writing:
    a scan of N unchanged records is ceil(N/page) Planhat calls and no write.
    A record with a `sourceId` but no link (it came into Planhat another way, or the section
    only sends) is paired with that Pipedrive record, as never synced.
-3. The changed ones' Pipedrive records are read fresh, 100 per call, and merged
-   (`tasks.twoway.merge_pair`): Planhat's changes go to Pipedrive (one PATCH per record),
+3. The changed ones' Pipedrive records are read fresh, 100 per call (notes, v1, one by one),
+   and merged (`tasks.twoway.merge_pair`): Planhat's changes go to Pipedrive (one write each),
    Pipedrive's changes not received yet go to Planhat (one bulk upsert per page), conflicts
    follow `conflict_policy` and are reported with both values.
 4. The links take the values both sides now hold; a field whose Pipedrive write failed keeps
    its last synced value, so the next scan tries again.
 
 Records Planhat holds without a `sourceId` (created in Planhat) become Pipedrive records, once
-(`tasks.create`: companies, and end users of companies paired with Pipedrive); a `sourceId`
-that is not a Pipedrive id is another system's, and its record is left alone.
+(`tasks.create`: companies, and end users and notes of companies paired with Pipedrive); a
+`sourceId` that is not a Pipedrive id is another system's, and its record is left alone.
 """
 
 from __future__ import annotations
