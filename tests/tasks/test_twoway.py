@@ -588,3 +588,29 @@ def test_a_license_field_mapped_both_ways_reaches_its_deal(tmp_path: Path) -> No
         assert world.pipedrive.writes() == 0 and planhat_writes(world) == 0
     finally:
         world.close()
+
+
+def test_contacts_send_only_pairs_end_users_and_keeps_a_persons_other_emails(
+    tmp_path: Path,
+) -> None:
+    world = World(tmp_path, contacts="send")
+    try:
+        world.receive()  # the company (organizations: both)
+        company = world.company()
+        # an end user Planhat holds for person 5 (two emails in Pipedrive), never synced by us
+        world.planhat.bulk_upsert(
+            "endusers",
+            [{"sourceId": "5", "companyId": company["_id"], "email": "joerg@new.example",
+              "firstName": "Jörg", "lastName": "Schäfer-Neu"}],
+        )  # fmt: skip
+        world.scan()
+        person = world.pipedrive.model.persons.get(5)
+        assert person is not None and person["last_name"] == "Schäfer-Neu"
+        emails = [(e["value"], e["primary"]) for e in person["emails"]]
+        assert ("joerg@new.example", True) in emails
+        assert ("joerg.schaefer9@yahoo.co.jp", False) in emails  # the other address is kept
+        world.reset_counters()
+        world.scan()
+        assert world.pipedrive.writes() == 0 and planhat_writes(world) == 0
+    finally:
+        world.close()
