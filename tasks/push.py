@@ -3,12 +3,15 @@
 Order (design §3): companies first, then end users, licenses and notes, which carry their
 company's Planhat `_id` (from this run's company upsert or from the links of earlier runs).
 
-Every write is an upsert keyed by `sourceId` = the Pipedrive id (design §2.5). A record whose
-mapped body equals what was last synced (the link's values hash) is not sent at all: replaying
-a notification or a run writes nothing the second time, and what we wrote does not come back as
-a change (no echo, §2.8). After Planhat answered, links are stored for every item it saved, and
-each item's outcome becomes a run-log action: created, updated, unchanged, skipped (with why) or
-failed (with Planhat's message).
+Every write is an upsert keyed by `sourceId` = the Pipedrive id (design §2.5). A linked record
+sends only its keys and the fields whose value changed since the last sync (the link's values,
+`mappings.merge.changed_fields`), so a Planhat edit to another field is never reverted; a record
+with none is not sent at all: replaying a notification or a run writes nothing the second time,
+and what we wrote does not come back as a change (no echo, §2.8). In a section that also sends,
+`tasks.twoway.TwoWay` merges the changed records with Planhat's side first. After Planhat
+answered, links are stored for every item it saved (the values both sides now hold), and each
+item's outcome becomes a run-log action: created, updated, unchanged, conflict (with both
+values), skipped (with why) or failed (with Planhat's message).
 
 **Every link holds the Planhat `_id`.** Planhat names the `_id` of what it created or updated,
 not of what it left unchanged; an item saved without one (a record already in Planhat that the
