@@ -14,9 +14,9 @@ Prefect's own flow engine (`prefect.flow_engine.run_flow` with the flow run obje
 engine's subprocess does). States, task runs, logs and artifacts reach the Prefect UI exactly
 as for any run.
 
-Used by `pdsync serve` (the deal-sync deployment, served warm; the other three by Prefect's
-runner, a process each) and by `pdsync worker` (the deal-sync deployment of `prefect deploy`,
-beside a work pool's worker).
+Used by `pdsync serve` (the deal-sync and planhat-sync deployments, served warm; the other
+three by Prefect's runner, a process each) and by `pdsync worker` (the same two deployments of
+`prefect deploy`, beside a work pool's worker).
 
 What a warm run cannot do: be killed mid-run. Cancelling one in the Prefect UI takes effect
 when the run finishes (a deal-sync batch takes seconds); stopping the process (SIGINT or
@@ -26,8 +26,9 @@ A run whose process died (killed, out of memory, machine lost) is marked **Crash
 send Prefect a heartbeat every `HEARTBEAT_S` seconds (`PREFECT_FLOWS_HEARTBEAT_FREQUENCY`, set
 by `pdsync serve` and `pdsync worker`), and the automation `CRASH_DETECTOR` (created or updated
 by `WarmRunner.start`) moves a run of these flows whose heartbeats stopped for `CRASHED_AFTER`
-to Crashed. The state store gives its notifications back after `tasks.inbox.STALE_CLAIM`, and
-the next run or the incremental sync syncs them.
+to Crashed; counting from its Running state too, so a process killed before its first
+heartbeat reached Prefect is caught as well. The state store gives its notifications back
+after `tasks.inbox.STALE_CLAIM`, and the next run or the incremental sync syncs them.
 """
 
 from __future__ import annotations
@@ -76,7 +77,9 @@ def crash_detector(flow_names: list[str]) -> AutomationCore:
             f"{CRASHED_AFTER.total_seconds():.0f} s lost its process: marked Crashed."
         ),
         trigger=EventTrigger(
-            after={"prefect.flow-run.heartbeat"},
+            # from Running too: a run whose process died before its first heartbeat reached
+            # the server (state changes are the server's own events) is caught as well
+            after={"prefect.flow-run.heartbeat", "prefect.flow-run.Running"},
             expect={
                 "prefect.flow-run.heartbeat",
                 *(f"prefect.flow-run.{s}" for s in _TERMINAL_EVENTS),

@@ -21,6 +21,7 @@ from pipeline_support import (
 from flows.company_resync import company_resync
 from flows.deal_sync import deal_sync
 from flows.incremental_sync import incremental_sync
+from mappings.loading import load_settings
 from sandbox.runner import Sandbox
 
 pytestmark = pytest.mark.usefixtures("prefect_harness")
@@ -282,6 +283,9 @@ def test_demo_backfill_holds_exactly_the_expected_set_at_minimum_calls(
         account_lists = 5  # pipelines, 3 × *Fields, users
         minimum_pd = pages + account_lists
         minimum_ph = 4 + 1  # one upsert per model, Planhat users
+        # organizations go both ways in these settings: the scan lists Planhat's companies
+        assert load_settings(settings).integration.organizations.direction == "both"
+        minimum_ph += math.ceil(len(orgs) / 5000)
         used = sb.pipedrive.counters.total + sb.planhat.counters.total
         assert used <= math.floor((minimum_pd + minimum_ph) * 1.05), (
             sb.pipedrive.counters.snapshot()["routes"],
