@@ -20,7 +20,8 @@ it returns, and its event poster re-builds events from stored bodies with it.
   Never change it: stored items and posted event ids depend on it.
 * **The event**: `pipedrive.<object>.<action>`, resource `pipedrive.<object>.<id>` with the
   label `STARTS_RUN_LABEL` (`pdsync.starts-run`), a small payload (`deal_id`, `object`,
-  `action`, `inbox_key`, `change_source`: ids and facts, never the record), and an id derived
+  `action`, `inbox_key`, `change_source`, `own_write`: ids and facts, never the record), and
+  an id derived
   from the inbox key (`uuid5(EVENT_NAMESPACE, key)`): every redelivery of one Pipedrive event
   gives the same Prefect event id, which Prefect de-duplicates, so a redelivery starts no
   second run.
@@ -138,6 +139,15 @@ class Delivery:
     entity_id: int | str | None  # the record's id (an int; a UUID string for a lead)
     change_source: str | None
     inbox_key: str  # the inbox's dedupe key (see the module docstring); the event id's source
+    #: an API change made by the user who owns the webhook (the token the sync connects with):
+    #: the sync's own write, or a script using the same token (`own_write`)
+    by_webhook_owner: bool = False
+
+    @property
+    def own_write(self) -> bool:
+        """Recognised as the sync's own write: `change_source: api` by the webhook's owner.
+        The run still compares values (a script with the same token is not ignored)."""
+        return self.change_source == "api" and self.by_webhook_owner
 
     @property
     def deal_id(self) -> int | None:
@@ -290,6 +300,7 @@ def parse_delivery(body: Any) -> Delivery:
     if key is None:  # v1: the checked values, as Pipedrive sent them
         key = f"pipedrive:v1:{obj}:{entity_id}:{meta['action']}:{stamp}"
     source = meta.get("change_source")
+    user, owner = pipedrive_id(meta.get("user_id")), pipedrive_id(meta.get("webhook_owner_id"))
     delivery = Delivery(
         version=2 if v2 else 1,
         object=obj,
@@ -299,6 +310,7 @@ def parse_delivery(body: Any) -> Delivery:
         if isinstance(source, str) and _CHANGE_SOURCE.fullmatch(source)
         else None,
         inbox_key=key,
+        by_webhook_owner=user is not None and user == owner,
     )
     return delivery
 
@@ -337,6 +349,7 @@ def event_for(delivery: Delivery, *, starts_run: bool = False) -> dict[str, Any]
             "action": delivery.action,
             "inbox_key": key,
             "change_source": delivery.change_source,
+            "own_write": delivery.own_write,
         },
     }
 

@@ -31,6 +31,10 @@ address the connect flow registers with Pipedrive) takes Pipedrive webhook bodie
    already took; `"not posted"` (with a `reason`): an object other than a deal, which gets no
    event (the incremental sync covers persons, organizations, notes...). `starts_run`: this
    delivery asked for the deal-sync run (its event carries `pdsync.starts-run: "yes"`).
+   `own_write`: `change_source: api` by the webhook's owner (the user whose token the sync
+   connects with): recognised as the sync's own write, and said so in the log line. It is
+   still synced (a script with the same token must not be ignored): its run finds the values
+   equal to what was last synced and writes nothing (no echo).
 6. **The events** are posted off the request path by the app's `EventPump`, and
    `drain_inbox` asks again for runs nobody started: see `deployments.inbox_events`.
 7. **Planhat's automation webhooks** (`POST /webhooks/planhat`, when
@@ -352,6 +356,14 @@ def create_receiver_app(
                 what = "event still queued" if owed else "event already posted"
             answer["event"] = "queued" if owed else "posted"
             wake = owed
+        if isinstance(delivery, Delivery):
+            answer["own_write"] = delivery.own_write
+            if delivery.own_write:
+                what += (
+                    "; an API change by the webhook's own user: the sync's own write (its run "
+                    "finds the values already synced and writes nothing) or a script with its "
+                    "token"
+                )
         log.info(
             "webhook %s: %s, %s",
             described,

@@ -550,6 +550,7 @@ def test_the_event_names_the_deal_and_carries_ids_only(
         "event": "queued",
         "event_id": answer["event_id"],
         "starts_run": True,
+        "own_write": False,  # an app change (by a person), not an API change by our user
     }
     (event,) = fake.wait_for(lambda e: True)
     key = f"pipedrive:v2:{body['meta']['id']}"
@@ -565,6 +566,7 @@ def test_the_event_names_the_deal_and_carries_ids_only(
         "action": "change",
         "inbox_key": key,
         "change_source": "app",
+        "own_write": False,
     }
     occurred = datetime.fromisoformat(event["occurred"])
     assert before - timedelta(seconds=1) <= occurred <= datetime.now(UTC) + timedelta(seconds=1)
@@ -664,6 +666,7 @@ def test_the_answer_does_not_wait_for_prefect(
         "event": "queued",
         "event_id": str(uuid.uuid5(EVENT_NAMESPACE, inbox_key(body))),
         "starts_run": True,
+        "own_write": False,
     }
     assert store.inbox_get(inbox_key(body)).status == "pending"  # stored before the answer
     fake.wait_until(lambda: fake.blocked == 1)  # the poster's post is under way, held
@@ -1062,3 +1065,20 @@ def test_a_real_prefect_api_takes_a_batch_and_a_waiting_event(store: StateStore)
     assert set(found) == set(ids)
     assert found[waiting["id"]]["event"] == "pipedrive.deal.waiting"
     assert found[waiting["id"]]["resource"][STARTS_RUN_LABEL] == STARTS_RUN_YES
+
+
+def test_an_api_change_by_the_webhooks_owner_is_recognised_as_our_own_write(
+    client: TestClient, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.INFO, logger="deployments.receiver")
+    ours = v2_deal(31)
+    ours["meta"].update(change_source="api", user_id="777", webhook_owner_id="777")
+    someone = v2_deal(32)
+    someone["meta"].update(change_source="app", user_id="778", webhook_owner_id="777")
+    assert deliver(client, ours).json()["own_write"] is True
+    assert deliver(client, someone).json()["own_write"] is False
+    assert any(
+        "deal 31" in r.getMessage() and "the sync's own write" in r.getMessage()
+        for r in caplog.records
+    )
+    assert parse_delivery(ours).own_write and not parse_delivery(someone).own_write

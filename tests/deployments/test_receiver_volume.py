@@ -153,6 +153,7 @@ def test_of_a_burst_only_the_first_asks_and_after_a_claim_the_next_asks_again(
         "event": "posted",
         "event_id": answers[2]["event_id"],
         "starts_run": False,
+        "own_write": False,
     }
     all_posted(store)
     assert [label(e) for e in fake.events[-2:]] == ["yes", "no"]
