@@ -43,6 +43,7 @@ import httpx
 import orjson
 
 from sandbox.delivery_log import DeliveryLog
+from sandbox.loop_thread import LoopThread
 from sandbox.pipedrive import views
 from sandbox.pipedrive.common import iso, now
 
@@ -313,8 +314,10 @@ def _diff(old: Record, new: Record) -> Record:
     return changed
 
 
-class WebhookDispatcher:
+class WebhookDispatcher(LoopThread):
     """Turns model events into deliveries, and delivers them on a background thread."""
+
+    thread_name = "pipedrive-webhooks"
 
     def __init__(
         self,
@@ -326,17 +329,13 @@ class WebhookDispatcher:
     ) -> None:
         if time_scale <= 0:
             raise ValueError("webhook_time_scale must be positive")
+        super().__init__()
         self.model = model
         self.registry = registry
         self.time_scale = time_scale
         self.ban_policy = ban_policy
         self.log = DeliveryLog("webhook deliveries")
-        self._loop: asyncio.AbstractEventLoop | None = None
-        self._thread: threading.Thread | None = None
-        self._client: httpx.AsyncClient | None = None
         self._tasks: set[asyncio.Task[None]] = set()
-        self._start_lock = threading.Lock()
-        self._closed = False
         # event id → (its job, with `body_of` set; the highest attempt number sent so far)
         self._sent: OrderedDict[str, tuple[Job, int]] = OrderedDict()
         self._sent_lock = threading.Lock()
@@ -405,31 +404,6 @@ class WebhookDispatcher:
         if loop is None:
             return
         loop.call_soon_threadsafe(self._start_job, job)
-
-    def _ensure_started(self) -> asyncio.AbstractEventLoop | None:
-        with self._start_lock:
-            if self._closed:
-                return None
-            if self._loop is None:
-                ready = threading.Event()
-                self._thread = threading.Thread(
-                    target=self._run, args=(ready,), name="pipedrive-webhooks", daemon=True
-                )
-                self._thread.start()
-                ready.wait(10)
-            return self._loop
-
-    def _run(self, ready: threading.Event) -> None:
-        loop = asyncio.new_event_loop()
-        asyncio.set_event_loop(loop)
-        self._client = httpx.AsyncClient(trust_env=False, follow_redirects=False)
-        self._loop = loop
-        ready.set()
-        try:
-            loop.run_forever()
-        finally:
-            loop.run_until_complete(self._client.aclose())
-            loop.close()
 
     def _start_job(self, job: Job) -> None:
         self._start_task(self._deliver(job))
@@ -682,9 +656,7 @@ class WebhookDispatcher:
     # -- shutdown -----------------------------------------------------------------------------
     def close(self, timeout: float = 5.0) -> None:
         """Stop the delivery thread (pending retries are abandoned)."""
-        with self._start_lock:
-            self._closed = True
-            loop, thread = self._loop, self._thread
+        loop, thread = self._closing()
         if loop is None or thread is None:
             return
 

@@ -59,6 +59,7 @@ from fastapi.responses import Response
 
 from sandbox.delivery_log import DeliveryLog
 from sandbox.faults import ADMIN_PREFIX
+from sandbox.loop_thread import LoopThread
 from sandbox.planhat.store import COMPANY_OWNED, MODELS, Record, iso_ms
 
 EVENTS = ("created", "updated")
@@ -238,7 +239,7 @@ class Job:
     content: bytes = b""
 
 
-class AutomationDeliverer:
+class AutomationDeliverer(LoopThread):
     """The configured automations, and their deliveries on a background thread.
 
     Deliveries wait in a thread-safe queue of attempts; `MAX_IN_FLIGHT` worker coroutines on
@@ -251,9 +252,12 @@ class AutomationDeliverer:
     (a bulk upsert of 5,000 records would otherwise take several times as long).
     """
 
+    thread_name = "planhat-automations"
+
     def __init__(self, time_scale: float = 1.0, write_lock: threading.RLock | None = None) -> None:
         if time_scale <= 0:
             raise ValueError("time_scale must be positive")
+        super().__init__()
         self.time_scale = time_scale
         self.log = DeliveryLog("automation deliveries")
         self._write_lock = write_lock
@@ -261,13 +265,8 @@ class AutomationDeliverer:
         self._queue: deque[tuple[Job, int]] = deque()  # (delivery, attempt number)
         self._pending = 0  # deliveries not finished yet (queued, in flight or awaiting a retry)
         self._cond = threading.Condition()
-        self._loop: asyncio.AbstractEventLoop | None = None
         self._wake: asyncio.Event | None = None
-        self._thread: threading.Thread | None = None
-        self._client: httpx.AsyncClient | None = None
         self._workers: list[asyncio.Task[None]] = []
-        self._start_lock = threading.Lock()
-        self._closed = False
 
     # -- configuration ------------------------------------------------------------------------
     def set(self, automations: Any) -> None:
@@ -333,35 +332,14 @@ class AutomationDeliverer:
             with contextlib.suppress(RuntimeError):  # closed meanwhile
                 loop.call_soon_threadsafe(self._start_burst)
 
-    def _ensure_started(self) -> asyncio.AbstractEventLoop | None:
-        with self._start_lock:
-            if self._closed:
-                return None
-            if self._loop is None:
-                ready = threading.Event()
-                self._thread = threading.Thread(
-                    target=self._run, args=(ready,), name="planhat-automations", daemon=True
-                )
-                self._thread.start()
-                ready.wait(10)
-            return self._loop
-
-    def _run(self, ready: threading.Event) -> None:
-        loop = asyncio.new_event_loop()
-        asyncio.set_event_loop(loop)
-        self._client = httpx.AsyncClient(trust_env=False, follow_redirects=False)
+    def _loop_started(self, loop: asyncio.AbstractEventLoop) -> None:
         self._wake = asyncio.Event()
         self._workers = [loop.create_task(self._work()) for _ in range(MAX_IN_FLIGHT)]
-        self._loop = loop
-        ready.set()
-        try:
-            loop.run_forever()
-        finally:
-            for worker in self._workers:
-                worker.cancel()
-            loop.run_until_complete(asyncio.gather(*self._workers, return_exceptions=True))
-            loop.run_until_complete(self._client.aclose())
-            loop.close()
+
+    def _loop_stopping(self, loop: asyncio.AbstractEventLoop) -> None:
+        for worker in self._workers:
+            worker.cancel()
+        loop.run_until_complete(asyncio.gather(*self._workers, return_exceptions=True))
 
     # -- delivery (on the delivery thread) ----------------------------------------------------
     def _start_burst(self) -> None:
@@ -479,9 +457,7 @@ class AutomationDeliverer:
 
     def close(self, timeout: float = 5.0) -> None:
         """Stop the delivery thread (pending deliveries and retries are abandoned); idempotent."""
-        with self._start_lock:
-            self._closed = True
-            loop, thread = self._loop, self._thread
+        loop, thread = self._closing()
         if loop is not None and thread is not None:
             with contextlib.suppress(RuntimeError):  # already stopped and closed
                 loop.call_soon_threadsafe(loop.stop)
