@@ -221,6 +221,19 @@ def describe(mappings: Mappings, counts: dict[int, int] | None = None) -> str:
         if receiver.public_url
         else "Webhook       none (connection.receiver.public_url is null): scheduled runs only"
     )
+    hook = receiver.planhat_webhook
+    sending = any(d in ("send", "both") for d in mappings.directions.values())
+    if hook is not None:
+        secret = f"${hook.secret_env}" if hook.secret_env else f"Secret '{hook.secret_block}'"
+        lines.append(
+            f"Planhat hook  POST /webhooks/planhat (header {hook.header}: {secret}): Planhat's "
+            "automations start planhat-sync runs"
+        )
+    elif sending:
+        lines.append(
+            "Planhat hook  none (connection.receiver.planhat_webhook is not set): Planhat's "
+            "changes reach Pipedrive at the incremental sync's scan"
+        )
     inc = integ.incremental
     lines += [
         f"Schedule      {inc.cron} ({inc.timezone}); each run re-reads {inc.overlap_seconds} s",

@@ -140,6 +140,8 @@ def test_check_against_the_accounts_describes_what_would_sync(sb: Sandbox, setti
     assert code == 0, err
     assert "Valid: the settings load and resolve against both accounts" in out
     assert "Would sync" in out and "won deals as licenses" in out
+    # organizations go both ways in these settings, without Planhat's webhooks: said so
+    assert "Planhat hook  none (connection.receiver.planhat_webhook is not set)" in out
 
 
 def test_check_with_a_refused_token_exits_1_with_the_clients_message(
@@ -398,3 +400,27 @@ def test_sandbox_passes_its_flags_through_and_stops_on_sigint() -> None:
 def test_sandbox_usage_errors_keep_the_sandbox_exit_status() -> None:
     code, _, _ = run("sandbox", "--dataset", "huge")
     assert code == 2
+
+
+def test_check_describes_the_planhat_webhook_by_its_secrets_source_never_its_value(
+    tmp_path: Path,
+) -> None:
+    from deployments.render import describe
+    from deployments.sandbox_settings import account_from_seed
+    from mappings.loading import load_settings
+    from mappings.resolve import compile_mappings
+    from sandbox.data import generate
+
+    directory = write_demo_settings(
+        SANDBOX_DIR,
+        tmp_path / "s",
+        pipedrive_url="http://127.0.0.1:1111",
+        planhat_url="http://127.0.0.1:2222",
+        receiver_url="http://127.0.0.1:3333/webhooks/pipedrive",
+        planhat_secret_env="MY_PLANHAT_SECRET",
+    )
+    pd, ph = generate("small", 7)
+    text = describe(compile_mappings(load_settings(directory), account_from_seed(pd, ph.users)))
+    assert (
+        "Planhat hook  POST /webhooks/planhat (header X-Pdsync-Secret: $MY_PLANHAT_SECRET)" in text
+    )
