@@ -218,14 +218,15 @@ def push_mapped(
     plans: dict[int, Plan] = {}
     for pos, (pipedrive_id, body) in enumerate(zip(batch.ids, batch.records, strict=True)):
         link = links.get(pipedrive_id)
-        now = flatten(body)
         if link is not None and link.planhat_id:
             known[pos] = link.planhat_id
             result.planhat_ids[pipedrive_id] = link.planhat_id
             synced = flatten(link.values)
-            plans[pos] = Plan(now, synced, dict(now) if force else changed_fields(synced, now))
+            plan = Plan(body, synced, {})
+            plan.for_planhat = dict(plan.now) if force else changed_fields(synced, plan.now)
+            plans[pos] = plan
         else:
-            plans[pos] = Plan(now, None, dict(now))
+            plans[pos] = Plan(body, None, {})
     if twoway is not None:
         result.actions += twoway.merge(batch.ids, plans, known, force=force, dry_run=dry_run)
     to_send: list[int] = []
@@ -307,7 +308,7 @@ def push_mapped(
                 )
             )
             continue
-        rows.append(LinkRow(pipedrive_id, planhat_id, unflatten(plans[pos].after())))
+        rows.append(LinkRow(pipedrive_id, planhat_id, plans[pos].link_values()))
         result.planhat_ids[pipedrive_id] = planhat_id
         if status == "created":
             result.created.add(planhat_id)

@@ -34,6 +34,7 @@ from mappings.kinds import BY_ENTITY, Kind
 from mappings.merge import (
     MergeResult,
     field_hashes,
+    flatten,
     pipedrive_patch,
     pipedrive_values,
     planhat_values,
@@ -279,24 +280,39 @@ HEAD_FIELDS = ("sourceId", "externalId", "companyId", "type")
 class Plan:
     """One record of a receive push, field by field (flat: `name`, `custom.<name>`)."""
 
-    now: dict[str, Any]  # the record as Pipedrive has it, mapped for Planhat
+    record: Record  # the record as Pipedrive has it, mapped for Planhat (a Planhat body)
     synced_values: dict[str, Any] | None  # what was last synced (None: not linked yet)
-    for_planhat: dict[str, Any]  # the fields to write to Planhat
+    for_planhat: dict[str, Any]  # the fields to write to Planhat (linked records)
     merged: bool = False
     #: fields both sides hold once this run's writes succeed (a merge's outcome)
     synced_by_merge: dict[str, Any] = field(default_factory=dict)
+    _now: dict[str, Any] | None = None
+
+    @property
+    def now(self) -> dict[str, Any]:
+        """`record`, flat (computed once, and only for linked records)."""
+        if self._now is None:
+            self._now = flatten(self.record)
+        return self._now
 
     def body(self) -> Record:
-        """The Planhat item to send: the record's keys and the fields that change."""
+        """The Planhat item to send: a new record whole; a linked one's keys and the fields
+        that change."""
         if self.synced_values is None:
-            return unflatten(self.now)
+            return self.record
         head = {k: self.now[k] for k in HEAD_FIELDS if k in self.now}
         return unflatten({**head, **self.for_planhat})
 
     def after(self) -> dict[str, Any]:
-        """What both sides hold once the writes succeeded: the link's new values."""
+        """What both sides hold once the writes succeeded, flat."""
         head = {k: self.now[k] for k in HEAD_FIELDS if k in self.now}
         return {**(self.synced_values or {}), **head, **self.for_planhat, **self.synced_by_merge}
+
+    def link_values(self) -> Record:
+        """The link's new values (a Planhat body): a new record's as sent."""
+        if self.synced_values is None and not self.merged:
+            return self.record
+        return unflatten(self.after())
 
 
 class TwoWay:
