@@ -211,12 +211,12 @@ def test_the_api_answers_without_waiting_for_the_receiver(
     sb: PlanhatSandbox, client: httpx.Client, receiver: WebhookReceiver
 ) -> None:
     path = uid("slow")
-    receiver.stall(path, 0.5)
+    receiver.stall(path, 3.0)  # far longer than an answer takes, even on a loaded machine
     sb.set_automations([automation(receiver, path)])
     started = time.monotonic()
     create_company(client)
-    assert time.monotonic() - started < 0.3
-    assert sb.wait_automations_idle(5)[0]["ok"]
+    assert time.monotonic() - started < 2.0  # answered while the delivery still waits
+    assert sb.wait_automations_idle(10)[0]["ok"]
 
 
 # --- retries ---------------------------------------------------------------------------------
