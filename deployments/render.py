@@ -41,10 +41,6 @@ err = Console(stderr=True, highlight=False, soft_wrap=True)
 
 # -- reports as tables ------------------------------------------------------------------------
 
-ACTION_COLUMNS = ACTION_ORDER
-#: each object's label: what was received ("organizations → companies") and sent back
-OBJECT_NAMES: dict[str, str] = OBJECT_LABELS
-
 
 def _compact_table(title: str) -> Table:
     """A table that fits 80 columns: a rule under the headers, one space between columns."""
@@ -63,19 +59,17 @@ def counts_table(report: dict[str, Any], title: str) -> Table:
     cut, the conflict column shows only when a record was in conflict, and an object's name
     wraps only when it must."""
     counts: dict[str, dict[str, int]] = report.get("counts") or {}
-    actions = [
-        a for a in ACTION_COLUMNS if a != "conflict" or any(r.get(a) for r in counts.values())
-    ]
+    actions = [a for a in ACTION_ORDER if a != "conflict" or any(r.get(a) for r in counts.values())]
     table = _compact_table(title)
     table.add_column("records", min_width=len("records"), overflow="fold")
     for action in (*actions, "total"):
         table.add_column(action, justify="right", no_wrap=True, min_width=len(action))
     for obj in sorted(
-        counts, key=lambda o: list(OBJECT_NAMES).index(o) if o in OBJECT_NAMES else 9
+        counts, key=lambda o: list(OBJECT_LABELS).index(o) if o in OBJECT_LABELS else 9
     ):
         row = counts[obj]
         table.add_row(
-            OBJECT_NAMES.get(obj, obj),
+            OBJECT_LABELS.get(obj, obj),
             *[str(row.get(a, 0)) if row.get(a) else "·" for a in actions],
             str(sum(row.values())),
         )

@@ -59,6 +59,28 @@ class LoopThread:
     def _loop_stopping(self, loop: asyncio.AbstractEventLoop) -> None:
         """Hook: the loop stopped; finish what runs on it (the client closes next)."""
 
+    async def _send_attempt(
+        self,
+        url: str,
+        content: bytes,
+        headers: dict[str, str],
+        timeout: float,
+        auth: httpx.Auth | None = None,
+    ) -> tuple[int | None, str | None]:
+        """One delivery attempt: (HTTP status or None, None on a 2xx else why it failed)."""
+        assert self._client is not None
+        status: int | None = None
+        try:
+            response = await self._client.post(
+                url, content=content, headers=headers, auth=auth or httpx.Auth(), timeout=timeout
+            )
+        except httpx.TimeoutException:
+            return None, f"timeout after {timeout:g}s"
+        except httpx.HTTPError as exc:
+            return None, f"{type(exc).__name__}: {exc}"
+        status = response.status_code
+        return status, None if 200 <= status < 300 else f"HTTP {status}"
+
     def _closing(self) -> tuple[asyncio.AbstractEventLoop | None, threading.Thread | None]:
         """Mark closed (nothing starts any more); the loop and thread to stop, if started."""
         with self._start_lock:

@@ -590,30 +590,15 @@ class WebhookDispatcher(LoopThread):
         self, job: Job, body_of: Callable[[int], bytes], attempt: int
     ) -> tuple[bool, int | None]:
         """One attempt, logged: (succeeded, HTTP status or None)."""
-        assert self._client is not None
         hook = job.webhook
         auth = httpx.Auth()  # no authentication (what httpx makes of `auth=None`)
         if hook.get("http_auth_user") is not None:
             auth = httpx.BasicAuth(hook["http_auth_user"], hook.get("http_auth_password") or "")
         headers = {"content-type": "application/json", "user-agent": "Pipedrive-Webhook"}
         started = time.monotonic()
-        status: int | None = None
-        error: str | None = None
-        try:
-            response = await self._client.post(
-                hook["subscription_url"],
-                content=body_of(attempt),
-                headers=headers,
-                auth=auth,
-                timeout=self.timeout_s,
-            )
-            status = response.status_code
-            if not 200 <= status < 300:
-                error = f"HTTP {status}"
-        except httpx.TimeoutException:
-            error = f"timeout after {self.timeout_s:g}s"
-        except httpx.HTTPError as exc:
-            error = f"{type(exc).__name__}: {exc}"
+        status, error = await self._send_attempt(
+            hook["subscription_url"], body_of(attempt), headers, self.timeout_s, auth
+        )
         duration = time.monotonic() - started
         self.log.add(self._entry(job, attempt, status, error, duration))
         return error is None, status

@@ -52,7 +52,6 @@ from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import urlsplit
 
-import httpx
 import orjson
 from fastapi import APIRouter, Request
 from fastapi.responses import Response
@@ -414,7 +413,6 @@ class AutomationDeliverer(LoopThread):
 
     async def _attempt(self, job: Job, attempt: int) -> bool:
         """One attempt, logged; True when it failed in a way worth another attempt."""
-        assert self._client is not None
         if not job.content:
             job.content = orjson.dumps(job.body)
         headers = {
@@ -422,20 +420,10 @@ class AutomationDeliverer(LoopThread):
             "user-agent": USER_AGENT,
             **job.automation.headers,
         }
-        status: int | None = None
-        error: str | None = None
         started = time.monotonic()
-        try:
-            response = await self._client.post(
-                job.automation.url, content=job.content, headers=headers, timeout=self.timeout_s
-            )
-            status = response.status_code
-            if not 200 <= status < 300:
-                error = f"HTTP {status}"
-        except httpx.TimeoutException:
-            error = f"timeout after {self.timeout_s:g}s"
-        except httpx.HTTPError as exc:
-            error = f"{type(exc).__name__}: {exc}"
+        status, error = await self._send_attempt(
+            job.automation.url, job.content, headers, self.timeout_s
+        )
         self.log.add(self._entry(job, attempt, status, error, time.monotonic() - started))
         failed_hard = error is not None and (status is None or status >= 500)
         return failed_hard and attempt <= len(RETRY_DELAYS_S)
