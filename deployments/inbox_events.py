@@ -161,10 +161,11 @@ def _post_items(store: StateStore, poster: EventPoster, items: Sequence[InboxIte
     events = [event for _, event in pairs if event is not None]
     failure = poster.send_batch(events)
     if failure is None:
-        store.inbox_mark_posted([item.dedupe_key for item, _ in pairs])
         asked = [item.dedupe_key for item, event in pairs if event and starts_a_run(event)]
         for key in asked:  # the run is on its way from now: the ask is fresh from now
             store.inbox_mark_run_requested(key)
+        # then posted: an item seen posted has its ask recorded (never the other way round)
+        store.inbox_mark_posted([item.dedupe_key for item, _ in pairs])
         return _Posted(len(events), len(asked), len(pairs))
     if not failure.rejected:
         return _Posted(failure=failure)
