@@ -64,6 +64,7 @@ if str(ROOT) not in sys.path:  # `python bench/pipeline_backfill.py` puts bench/
     sys.path.insert(0, str(ROOT))
 
 PDSYNC = Path(sys.executable).parent / "pdsync"
+PY_SPY = Path(sys.executable).parent / "py-spy"
 SANDBOX_SETTINGS = ROOT / "deployments" / "sandbox_settings"
 
 PAGE_SIZE = 500  # Pipedrive's largest page
@@ -283,16 +284,29 @@ def write_settings(directory: Path, info: dict[str, Any]) -> dict[str, str]:
 
 
 def run_backfill(
-    run: Run, settings: Path, env: dict[str, str], workdir: Path, watch: list[int]
+    run: Run,
+    settings: Path,
+    env: dict[str, str],
+    workdir: Path,
+    watch: list[int],
+    profile: Path | None = None,
 ) -> None:
     """`pdsync sync --full --settings <settings>` in its own process, measured (see the module
-    docstring); `watch` are the pids of the sandbox and the Prefect server, for their CPU."""
+    docstring); `watch` are the pids of the sandbox and the Prefect server, for their CPU.
+    `profile`: run it under `py-spy record` (the GIL-holding thread's stacks, raw format) into
+    that file; the figures then include py-spy's own cost and the process measured is py-spy's."""
     log = workdir / "pdsync.log"
     others_before = process_cpu_s(watch[:1]), process_cpu_s(watch[1:])
+    command = [str(PDSYNC), "sync", "--full", "--settings", str(settings)]
+    if profile is not None:
+        command = [
+            str(PY_SPY), "record", "--gil", "--rate", "200", "--format", "raw",
+            "--output", str(profile), "--", *command,
+        ]  # fmt: skip
     with open(log, "wb") as out:
         started = time.perf_counter()
         process = subprocess.Popen(  # noqa: S603 - the project's own entry point
-            [str(PDSYNC), "sync", "--full", "--settings", str(settings)],
+            command,
             stdin=subprocess.DEVNULL,
             stdout=out,
             stderr=subprocess.STDOUT,
@@ -379,9 +393,19 @@ def measure(args: argparse.Namespace, scale: float, server: Any, tmp: Path) -> R
                 DO_NOT_TRACK="1",
                 COLUMNS="100",
             )
+            profile = None
+            if args.profile is not None:
+                profile = args.profile.with_name(f"{args.profile.stem}-{scale:g}.txt")
             run_backfill(
-                run, workdir / "settings", env, workdir, [sandbox.pid, *prefect_server_pids(server)]
+                run,
+                workdir / "settings",
+                env,
+                workdir,
+                [sandbox.pid, *prefect_server_pids(server)],
+                profile,
             )
+            if profile is not None:
+                print_hot_spots(profile, args.top)
             run.pipedrive_calls = admin.get(f"{pd_url}/_sandbox/counters").json()
             run.planhat_calls = admin.get(f"{ph_url}/_sandbox/counters").json()
             for model in PLANHAT_MODELS:  # what landed (a fresh sandbox Planhat holds none)
@@ -398,6 +422,35 @@ def measure(args: argparse.Namespace, scale: float, server: Any, tmp: Path) -> R
     if run.exit_code != 0 or args.show_output:
         print(f"--- pdsync output (last lines) ---\n{run.output_tail}\n---", flush=True)
     return run
+
+
+# -- profile ---------------------------------------------------------------------------------------
+
+
+def print_hot_spots(path: Path, top: int) -> None:
+    """The `top` functions by samples (self: at the top of the stack; total: anywhere in it) of
+    a py-spy raw profile (one `frame;frame;... count` line per stack)."""
+    own: dict[str, int] = {}
+    anywhere: dict[str, int] = {}
+    total = 0
+    for line in path.read_text().splitlines():
+        stack, _, count_text = line.rpartition(" ")
+        if not stack or not count_text.isdigit():
+            continue
+        count = int(count_text)
+        total += count
+        frames = stack.split(";")
+        own[frames[-1]] = own.get(frames[-1], 0) + count
+        for frame in set(frames):
+            anywhere[frame] = anywhere.get(frame, 0) + count
+    if not total:
+        print(f"  profile {path}: no samples")
+        return
+    print(f"  profile {path}: {total} samples of the GIL-holding thread")
+    for title, table in (("self", own), ("total", anywhere)):
+        print(f"  top {top} by {title}:")
+        for frame, count in sorted(table.items(), key=lambda item: -item[1])[:top]:
+            print(f"    {100 * count / total:5.1f} %  {frame}")
 
 
 # -- report -------------------------------------------------------------------------------------
@@ -568,6 +621,15 @@ def build_parser() -> argparse.ArgumentParser:
         "--show-output", action="store_true", help="print the end of pdsync's output"
     )
     parser.add_argument(
+        "--profile",
+        type=Path,
+        default=None,
+        metavar="FILE",
+        help="run pdsync under py-spy (pip install py-spy) and write FILE-<scale>.txt (raw "
+        "stacks of the GIL-holding thread); prints the hot spots (timings then include py-spy)",
+    )
+    parser.add_argument("--top", type=int, default=25, help="hot spots to print with --profile")
+    parser.add_argument(
         "--keep", action="store_true", help="keep the temporary directory (logs, settings, store)"
     )
     return parser
@@ -582,6 +644,8 @@ def main(argv: list[str] | None = None) -> int:
         args.burst = GROWTH_BURST if args.with_burst_limit else UNLIMITED_BURST
     if not PDSYNC.exists():
         raise SystemExit(f"{PDSYNC} not found: run `make install` first")
+    if args.profile is not None and not PY_SPY.exists():
+        raise SystemExit(f"--profile needs py-spy: {PY_SPY.parent / 'pip'} install py-spy")
 
     from deployments.prefect_server import LocalPrefectServer
 
