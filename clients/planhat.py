@@ -25,11 +25,11 @@ import random
 import re
 import time
 from collections.abc import Iterable, Iterator, Mapping, Sequence
+from dataclasses import dataclass, field
 from typing import Any, Literal
 from urllib.parse import quote, urlsplit
 
 import httpx
-from pydantic import BaseModel, ConfigDict
 
 from clients.errors import ApiError, BadRequestError, InvalidSettingError
 from clients.http import (
@@ -74,10 +74,10 @@ _URL_EXAMPLE = "https://api.planhat.com or your region's host, e.g. https://api-
 Status = Literal["created", "updated", "unchanged", "failed", "unknown"]
 
 
-class ItemOutcome(BaseModel):
-    """What Planhat did with one input item; `index` is its position in the caller's input."""
-
-    model_config = ConfigDict(frozen=True)
+@dataclass(frozen=True, slots=True, kw_only=True)
+class ItemOutcome:
+    """What Planhat did with one input item; `index` is its position in the caller's input.
+    (A plain dataclass: a backfill makes one per record.)"""
 
     index: int
     status: Status
@@ -85,14 +85,16 @@ class ItemOutcome(BaseModel):
     error: str | None = None  # Planhat's message (failed) or why the outcome is unknown
 
 
-class BulkUpsertResult(BaseModel):
+@dataclass(kw_only=True)
+class BulkUpsertResult:
     """The outcome of one `bulk_upsert` call, over all its chunks."""
 
     model: str
     items: list[ItemOutcome]
     requests: int = 0
     partial: bool = False  # some chunk was answered 206 (partial failure)
-    unattributed_errors: list[str] = []  # error entries Planhat sent that name no input item
+    #: error entries Planhat sent that name no input item
+    unattributed_errors: list[str] = field(default_factory=list)
 
     @property
     def ok(self) -> bool:
@@ -194,10 +196,10 @@ def _item_keys(item: Any, model: str) -> list[tuple[str, str]]:
     if not isinstance(item, Mapping):
         return []
     keys = []
-    for field in ("_id", "sourceId", "externalId"):
-        value = item.get(field)
+    for key_name in ("_id", "sourceId", "externalId"):
+        value = item.get(key_name)
         if value is not None and value != "":
-            keys.append((field, str(value)))
+            keys.append((key_name, str(value)))
     if model == "endusers" and isinstance(item.get("email"), str) and item["email"]:
         keys.append(("email", item["email"].strip().lower()))
     return keys
@@ -213,10 +215,10 @@ def _entry_message(entry: Any) -> str:
 
 
 def parse_bulk_answer(
-    model: str, items: Sequence[Any], body: Any, status_code: int
+    model: str, items: Sequence[Any], body: Any, status_code: int, *, offset: int = 0
 ) -> tuple[list[ItemOutcome], list[str]]:
-    """One chunk's answer as one outcome per item (`index` relative to the chunk), plus the
-    error messages Planhat sent that name no item.
+    """One chunk's answer as one outcome per item (`index`: `offset` + the position in the
+    chunk), plus the error messages Planhat sent that name no item.
 
     Planhat's answer lists error entries (`createdErrors`, `updatedErrors`,
     `permissionErrors`, usually with the failed `item`), the keys of inserted and updated
@@ -326,7 +328,7 @@ def parse_bulk_answer(
     if status_code == 206 and all(s != "failed" for s in status) and not unattributed:
         unattributed.append("Planhat answered 206 (partial failure) without naming the failures")
     outcomes = [
-        ItemOutcome(index=i, status=_placed(status[i]), id=ids[i], error=errors[i])
+        ItemOutcome(index=offset + i, status=_placed(status[i]), id=ids[i], error=errors[i])
         for i in range(n)
     ]
     return outcomes, unattributed
@@ -475,11 +477,9 @@ class PlanhatClient(Closing):
                 continue
             partial = partial or response.status_code == 206
             chunk_outcomes, chunk_unattributed = parse_bulk_answer(
-                model, chunk, self._http.json(response), response.status_code
+                model, chunk, self._http.json(response), response.status_code, offset=offset
             )
-            outcomes.extend(
-                o.model_copy(update={"index": o.index + offset}) for o in chunk_outcomes
-            )
+            outcomes.extend(chunk_outcomes)
             unattributed.extend(chunk_unattributed)
             offset += len(chunk)
         return BulkUpsertResult(
