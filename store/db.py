@@ -15,6 +15,7 @@
 
 from __future__ import annotations
 
+import json
 import logging
 import random
 import sqlite3
@@ -23,6 +24,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any, TypeVar
 
+import orjson
 import sqlalchemy as sa
 from sqlalchemy import event
 from sqlalchemy.engine import make_url
@@ -79,19 +81,38 @@ def is_memory(url: sa.URL) -> bool:
     return url.get_backend_name() == "sqlite" and url.database in (None, "", ":memory:")
 
 
+def json_text(value: Any) -> str:
+    """The text of a JSON column: orjson's (a backfill writes one per link), or Python's json
+    for what orjson refuses (integers beyond 64 bits). Every value is checked by
+    `store.records.canonical_json` before it reaches a column, so NaN and the infinities (which
+    orjson would write as null) never do. Read back with Python's json: orjson would turn
+    integers beyond 64 bits into floats."""
+    try:
+        return orjson.dumps(value, option=orjson.OPT_NON_STR_KEYS).decode()
+    except TypeError:
+        return json.dumps(value)
+
+
 def make_engine(url: sa.URL) -> sa.Engine:
     """An engine for `url` (normalized by `database_url`), set up as the module says."""
     if url.get_backend_name() == "postgresql":
-        return sa.create_engine(url, pool_pre_ping=True, pool_size=5, max_overflow=5)
+        return sa.create_engine(
+            url, pool_pre_ping=True, pool_size=5, max_overflow=5, json_serializer=json_text
+        )
     if is_memory(url):
         # One connection shared by every user of this store: for tests and throwaway use only.
         engine = sa.create_engine(
-            url, poolclass=StaticPool, connect_args={"check_same_thread": False}
+            url,
+            poolclass=StaticPool,
+            connect_args={"check_same_thread": False},
+            json_serializer=json_text,
         )
     else:
         Path(url.database or "").parent.mkdir(parents=True, exist_ok=True)
         engine = sa.create_engine(
-            url, connect_args={"timeout": BUSY_TIMEOUT_S, "check_same_thread": False}
+            url,
+            connect_args={"timeout": BUSY_TIMEOUT_S, "check_same_thread": False},
+            json_serializer=json_text,
         )
     memory = is_memory(url)
 

@@ -15,6 +15,7 @@ version); a test checks that a freshly migrated database matches these models.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Any
 
@@ -35,6 +36,24 @@ class UTCDateTime(sa.types.TypeDecorator[datetime]):
             raise ValueError(f"naive datetime given to the store: {value.isoformat()}")
         value = value.astimezone(UTC)
         return value.replace(tzinfo=None) if dialect.name == "sqlite" else value
+
+    def bind_processor(self, dialect: sa.Dialect) -> Callable[[Any], Any] | None:
+        """The bound value of the last datetime given, kept: a batch of rows (run log lines,
+        links) carries one time, converted once rather than once a row."""
+        convert = super().bind_processor(dialect)
+        if convert is None:
+            return None
+        last: list[tuple[Any, Any]] = [(None, None)]
+
+        def process(value: Any) -> Any:
+            given, bound = last[0]
+            if value is given and value is not None:
+                return bound
+            bound = convert(value)
+            last[0] = (value, bound)
+            return bound
+
+        return process
 
     def process_result_value(self, value: datetime | None, dialect: sa.Dialect) -> datetime | None:
         if value is None:

@@ -3,6 +3,7 @@ values and their hash (echo suppression and the three-way merge read them back).
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import UTC, datetime
@@ -15,6 +16,7 @@ from hypothesis import strategies as st
 from store_support import FakeClock
 
 from store import LinkRow, StateStore, values_hash
+from store.records import canonical_json
 
 
 @contextmanager
@@ -162,3 +164,31 @@ def test_any_json_values_come_back_equal_with_a_key_order_independent_hash(
     link = store.links_for("deal", [1])[1]
     assert link.values == values
     assert link.values_hash == values_hash(dict(reversed(list(values.items()))))
+
+
+_json_values = st.recursive(
+    st.none()
+    | st.booleans()
+    | st.integers(min_value=-(2**70), max_value=2**70)
+    | st.floats(allow_nan=False, allow_infinity=False)
+    | st.text(),
+    lambda children: (
+        st.lists(children, max_size=4) | st.dictionaries(st.text(max_size=6), children, max_size=4)
+    ),
+    max_leaves=12,
+)
+
+
+@settings(max_examples=150, deadline=None)
+@given(st.dictionaries(st.text(max_size=8), _json_values, max_size=6))
+def test_the_canonical_text_is_pythons_json_byte_for_byte(values: dict[str, Any]) -> None:
+    # orjson writes the float-free values (the fast path); a different text would change every
+    # stored hash, and with it re-send records that did not change
+    expected = json.dumps(values, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+    assert canonical_json(values) == expected
+
+
+def test_the_canonical_text_refuses_what_json_cannot_carry() -> None:
+    for bad in ({"x": float("nan")}, {"x": float("inf")}, {"x": {1, 2}}, {"x": datetime.now(UTC)}):
+        with pytest.raises(ValueError, match="plain JSON"):
+            canonical_json(bad)
