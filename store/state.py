@@ -52,6 +52,7 @@ from store.records import (
     ACTIONS,
     INBOX_STATUSES,
     PROBLEM_ACTIONS,
+    Action,
     Connection,
     Cursor,
     InboxItem,
@@ -133,10 +134,6 @@ def _check_dedupe_key(key: str) -> str:
     if not isinstance(key, str) or not key or len(key) > 200:
         raise ValueError(f"dedupe key must be a string of 1-200 characters, got {key!r}")
     return key
-
-
-def _columns(param: dict[str, Any]) -> dict[str, Any]:
-    return {k: v for k, v in param.items() if k != "_row"}
 
 
 class StoreUnavailableError(RuntimeError):
@@ -355,6 +352,7 @@ class StateStore:
         # Within the batch, a Planhat id goes to the first row (in Pipedrive id order) naming it.
         batch_conflicts: list[LinkConflict] = []
         params: list[dict[str, Any]] = []
+        row_of: dict[int, LinkRow] = {}  # Pipedrive id → its row (for a conflict's report)
         claimed: dict[str, int] = {}
         for row, values, digest in ordered:
             if row.planhat_id is not None:
@@ -370,9 +368,9 @@ class StateStore:
                     "synced_values": values,
                     "synced_hash": digest,
                     "synced_at": when,
-                    "_row": row,
                 }
             )
+            row_of[row.pipedrive_id] = row
 
         def held_elsewhere(
             conn: sa.Connection, chunk: Sequence[dict[str, Any]]
@@ -385,7 +383,9 @@ class StateStore:
             )
             holders = {ph: pd for ph, pd in conn.execute(query)}
             return {
-                p["pipedrive_id"]: LinkConflict(row=p["_row"], linked_pipedrive_id=holder)
+                p["pipedrive_id"]: LinkConflict(
+                    row=row_of[p["pipedrive_id"]], linked_pipedrive_id=holder
+                )
                 for p in chunk
                 if (holder := holders.get(p["planhat_id"])) is not None
                 and holder != p["pipedrive_id"]
@@ -400,7 +400,7 @@ class StateStore:
                 # (object type, Planhat id) objects: one statement per chunk, not two.
                 try:
                     with conn.begin_nested():
-                        conn.execute(statement, [_columns(p) for p in chunk])
+                        conn.execute(statement, list(chunk))
                     written += len(chunk)
                     continue
                 except sa.exc.IntegrityError as exc:
@@ -409,7 +409,7 @@ class StateStore:
                 if not refused:
                     raise clash  # not explained by a stored link: `db.write` retries it all
                 conflicts.extend(refused.values())
-                rest = [_columns(p) for p in chunk if p["pipedrive_id"] not in refused]
+                rest = [p for p in chunk if p["pipedrive_id"] not in refused]
                 if rest:
                     conn.execute(statement, rest)  # a new clash: the whole write is retried
                 written += len(rest)
@@ -993,9 +993,20 @@ class StateStore:
         self._keep_statistics_fresh(run_log, written)
         return written
 
-    def run_report(self, run_id: str, *, problem_limit: int = 1000) -> RunReport:
+    def run_report(
+        self,
+        run_id: str,
+        *,
+        problem_limit: int = 1000,
+        reason_group: Callable[[str], str] | None = None,
+    ) -> RunReport:
         """Counts per object type and action, the skips/conflicts/failures grouped by reason,
-        and the first `problem_limit` of them one by one (in the order they were logged)."""
+        and the first `problem_limit` of them one by one (in the order they were logged).
+
+        `reason_group` maps a reason to its group's text (e.g. with the record's id replaced:
+        `tasks.reasons.reason_group`); the reasons are then counted per group, read row by row,
+        so that memory holds the groups, not one entry per record; a group of one text shows
+        that text. Without it, equal texts are counted together."""
         run_id = _check_run_id(run_id)
         in_run = run_log.c.run_id == run_id
         problem = run_log.c.action.in_(PROBLEM_ACTIONS)
@@ -1008,14 +1019,7 @@ class StateStore:
             )
             for object_type, action, n in conn.execute(query):
                 counts.setdefault(object_type, {})[action] = int(n)
-            n_col = sa.func.count().label("n")
-            query = (
-                sa.select(run_log.c.object_type, run_log.c.action, run_log.c.reason, n_col)
-                .where(in_run, problem)
-                .group_by(run_log.c.object_type, run_log.c.action, run_log.c.reason)
-                .order_by(n_col.desc(), run_log.c.object_type, run_log.c.action)
-            )
-            reasons = [ReasonCount(o, a, r, int(n)) for o, a, r, n in conn.execute(query)]
+            reasons = self._reasons(conn, sa.and_(in_run, problem), reason_group)
             query = sa.select(run_log).where(in_run, problem).order_by(run_log.c.id)
             problems = [
                 self._log_entry(r) for r in conn.execute(query.limit(max(0, problem_limit)))
@@ -1027,6 +1031,42 @@ class StateStore:
             problems=problems,
             problems_total=sum(r.count for r in reasons),
         )
+
+    @staticmethod
+    def _reasons(
+        conn: sa.Connection, where: sa.ColumnElement[bool], group: Callable[[str], str] | None
+    ) -> list[ReasonCount]:
+        """The problem lines' reasons counted per (object type, action, group), most frequent
+        first (see `run_report`)."""
+        columns = (run_log.c.object_type, run_log.c.action, run_log.c.reason)
+        if group is None:
+            n_col = sa.func.count().label("n")
+            query = (
+                sa.select(*columns, n_col)
+                .where(where)
+                .group_by(*columns)
+                .order_by(n_col.desc(), run_log.c.object_type, run_log.c.action)
+            )
+            return [ReasonCount(o, a, r, int(n)) for o, a, r, n in conn.execute(query)]
+        # key → [count, the first text, whether the group holds another text]
+        groups: dict[tuple[str, Action, str | None], list[Any]] = {}
+        rows = conn.execution_options(yield_per=2000).execute(sa.select(*columns).where(where))
+        for object_type, action, reason in rows:
+            key = (object_type, action, None if reason is None else group(reason))
+            entry = groups.get(key)
+            if entry is None:
+                groups[key] = [1, reason, False]
+                continue
+            entry[0] += 1
+            if not entry[2] and reason != entry[1]:
+                entry[2] = True
+        ordered = sorted(
+            groups.items(), key=lambda item: (-item[1][0], item[0][0], item[0][1], item[0][2] or "")
+        )
+        return [
+            ReasonCount(object_type, action, text if several else first, count)
+            for (object_type, action, text), (count, first, several) in ordered
+        ]
 
     @staticmethod
     def _log_entry(row: Any) -> RunLogEntry:

@@ -25,6 +25,12 @@ _RECORD_ID = re.compile(
 )
 
 
+def reason_group(reason: str) -> str:
+    """A reason's group: its text with the record ids replaced by # ("deal # is lost, not
+    won")."""
+    return _RECORD_ID.sub(r"\1 #", reason)
+
+
 def group_reasons(reasons: Iterable[Mapping[str, Any]]) -> list[dict[str, Any]]:
     """Reasons (`object`, `action`, `reason`, `count`) with record ids replaced by # and the
     equal ones summed ("deal 12 is lost, not won" × 40 → one line of 40), most frequent first."""
@@ -32,7 +38,7 @@ def group_reasons(reasons: Iterable[Mapping[str, Any]]) -> list[dict[str, Any]]:
     originals: dict[tuple[str, str, str], set[str]] = {}
     for reason in reasons:
         original = str(reason.get("reason") or "(no reason given)")
-        key = (str(reason["object"]), str(reason["action"]), _RECORD_ID.sub(r"\1 #", original))
+        key = (str(reason["object"]), str(reason["action"]), reason_group(original))
         groups[key] = groups.get(key, 0) + int(reason.get("count") or 1)
         originals.setdefault(key, set()).add(original)
     ordered = sorted(groups.items(), key=lambda item: (-item[1], item[0]))

@@ -23,7 +23,7 @@ from store import StateStore
 from store.records import RunAction, RunReport
 from tasks.context import SyncContext
 from tasks.push import PushResult
-from tasks.reasons import ACTION_ORDER, OBJECT_LABELS, group_reasons
+from tasks.reasons import ACTION_ORDER, OBJECT_LABELS, group_reasons, reason_group
 from tasks.select import Scope
 
 log = logging.getLogger(__name__)
@@ -151,7 +151,7 @@ def publish_report(
     when there are more); `sync-counts`, records per object and action; `sync-summary`, both
     in short with the reasons grouped and counted, and a link to the full list."""
     store.log_actions(run_id, actions)
-    report = store.run_report(run_id, problem_limit=FULL_LIST_LIMIT)
+    report = store.run_report(run_id, problem_limit=FULL_LIST_LIMIT, reason_group=reason_group)
     if artifacts:
         problems_id = create_table_artifact(
             key=PROBLEMS_KEY,
@@ -193,7 +193,8 @@ def counts_line(report: RunReport) -> str:
 
 
 def report_counts(report: RunReport) -> dict[str, Any]:
-    """A run's result as plain data (what a flow returns)."""
+    """A run's result as plain data (what a flow returns): its size is that of the reasons'
+    groups (`tasks.reasons.reason_group`), never one entry per record."""
     return {
         "run_id": report.run_id,
         "counts": report.counts,

@@ -66,6 +66,30 @@ def test_the_report_lists_skips_conflicts_and_failures_with_reasons(store: State
     assert len(store.run_report("run-1", problem_limit=2).problems) == 2
 
 
+def test_reasons_are_counted_per_group_one_text_shown_as_itself(store: StateStore) -> None:
+    store.log_actions(
+        "run-1",
+        [RunAction("deal", "skipped", i, reason=f"deal {i} is lost, not won") for i in (1, 2, 3)]
+        + [RunAction("deal", "skipped", 4, reason="deal 4 is open")]
+        + [RunAction("note", "failed", 5, reason=None)],
+    )
+    report = store.run_report("run-1", reason_group=lambda text: text.replace("4", "#"))
+    assert [(r.object_type, r.action, r.reason, r.count) for r in report.reasons] == [
+        ("deal", "skipped", "deal 4 is open", 1),  # a group of one text: that text
+        ("deal", "skipped", "deal 1 is lost, not won", 1),
+        ("deal", "skipped", "deal 2 is lost, not won", 1),
+        ("deal", "skipped", "deal 3 is lost, not won", 1),
+        ("note", "failed", None, 1),
+    ]
+    grouped = store.run_report("run-1", reason_group=lambda text: text.split(" is ")[-1])
+    assert [(r.reason, r.count) for r in grouped.reasons] == [
+        ("lost, not won", 3),
+        ("deal 4 is open", 1),
+        (None, 1),
+    ]
+    assert grouped.problems_total == 5
+
+
 def test_a_record_logged_twice_in_a_run_counts_once_with_its_last_action(
     store: StateStore,
 ) -> None:
