@@ -16,6 +16,7 @@ A section whose direction is `none` or `send` is never read (design §1).
 from __future__ import annotations
 
 import logging
+import re
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from datetime import UTC, datetime, timedelta
@@ -107,6 +108,26 @@ def update_time(record: Record) -> datetime | None:
         return parse_time(value)
     except Exception:  # noqa: BLE001 - a malformed time only loses the cursor hint
         return None
+
+
+_TIME_TEXT = re.compile(r"\d{4}-\d\d-\d\d[T ]\d\d:\d\d:\d\dZ?")
+_KEY_FORMAT = "%Y-%m-%d%H:%M:%S"
+
+
+def time_key(record: Record) -> str | None:
+    """A record's `update_time` as text that sorts in time order, `YYYY-MM-DDHH:MM:SS` (UTC,
+    whole seconds): both of Pipedrive's forms are cut, not parsed (a stream compares every
+    record's); anything else goes through `update_time`. `key_time` turns it back."""
+    value = record.get("update_time")
+    if type(value) is str and len(value) in (19, 20) and _TIME_TEXT.fullmatch(value):
+        return value[:10] + value[11:19]
+    when = update_time(record)
+    return None if when is None else when.strftime(_KEY_FORMAT)
+
+
+def key_time(key: str) -> datetime:
+    """The time of a `time_key`."""
+    return datetime.strptime(key, _KEY_FORMAT).replace(tzinfo=UTC)
 
 
 def since_with_overlap(cursor: datetime | None, overlap_s: int) -> datetime | None:

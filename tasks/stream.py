@@ -54,9 +54,10 @@ from store import StateStore
 from store.records import RunAction
 from tasks import fetch, steplog
 from tasks.context import SyncContext
-from tasks.fetch import STREAMS, receiving_sections, since_with_overlap, update_time
+from tasks.fetch import STREAMS, key_time, receiving_sections, since_with_overlap, time_key
 from tasks.push import PushResult, push_mapped
 from tasks.select import note_in_scope, select_won_deals
+from tasks.spill import Spill
 from tasks.twoway import TwoWay
 
 log = logging.getLogger(__name__)
@@ -201,13 +202,16 @@ class StreamSync:
         self.own_company: dict[int, tuple[int, int]] = {}
         #: deals won since the last run (incremental): (deal id, org id, person id)
         self.needing: list[tuple[int, int | None, int | None]] = []
-        self.ready: list[Record] = []  # licenses whose company is known (or has none)
-        self.pending: dict[int, list[Record]] = {}  # org id → licenses waiting for its company
+        #: the selected deals, on disk, by organization id: waiting for their company's id, or
+        #: ready (known, or none) to be written a chunk at a time
+        self.pending = Spill()
         self.skips: list[RunAction] = []
         self.held = 0
         #: the running stream readers, for the moment each read began (the cursors' cap)
         self.readers: dict[str, PageReader] = {}
-        self.last_time: dict[str, datetime] = {}  # stream → `update_time` of the last record
+        #: stream → `update_time` of the last record, and the newest, as `fetch.time_key`s
+        self.last_key: dict[str, str] = {}
+        self.newest_key: dict[str, str] = {}
         self.in_order: dict[str, bool] = {s: True for s in SORTED_STREAMS}
 
     # -- bookkeeping ---------------------------------------------------------------------------
@@ -229,16 +233,19 @@ class StreamSync:
         return len(chunk)
 
     def _seen(self, stream: str, record: Record) -> None:
-        self.summary.read[stream] = self.summary.read.get(stream, 0) + 1
-        when = update_time(record)
-        if stream in self.in_order and when is not None:
-            last = self.last_time.get(stream)
-            if last is not None and when < last:
+        read = self.summary.read
+        read[stream] = read.get(stream, 0) + 1
+        key = time_key(record)
+        if key is None:
+            return
+        if stream in self.in_order:
+            last = self.last_key.get(stream)
+            if last is not None and key < last:
                 self.in_order[stream] = False  # not sorted after all: move at the end only
-            self.last_time[stream] = when
-        newest = self.summary.newest.get(stream)
-        if when is not None and (newest is None or when > newest):
-            self.summary.newest[stream] = when
+            self.last_key[stream] = key
+        newest = self.newest_key.get(stream)
+        if newest is None or key > newest:
+            self.newest_key[stream] = key
 
     def push(self, object_type: str, batch: MappedBatch, records: list[Record]) -> PushResult:
         """One chunk to Planhat (and, both ways, its merge with Planhat's side), its actions to
@@ -287,18 +294,18 @@ class StreamSync:
     def chunk_written(self, stream: str) -> None:
         """A chunk of a sorted stream is written, and with it every record read before it:
         its cursor moves to the last `update_time` read (capped at the read's start)."""
-        reader, last = self.readers.get(stream), self.last_time.get(stream)
+        reader, last = self.readers.get(stream), self.last_key.get(stream)
         if reader is None or last is None or not self.in_order.get(stream):
             return
-        self._move_cursor(stream, min(last, reader.read_started))
+        self._move_cursor(stream, min(key_time(last), reader.read_started))
 
     def finish_stream(self, stream: str, reader: PageReader | None) -> None:
         """The stream is fully written: its cursor may move (capped at its read's start)."""
-        newest = self.summary.newest.get(stream)
+        newest = self.newest_key.get(stream)
         if reader is None or newest is None:
             return
         cap = reader.read_started
-        value = min(newest, cap)
+        value = min(key_time(newest), cap)
         self.summary.newest[stream] = value
         self._move_cursor(stream, value)
 
@@ -336,21 +343,14 @@ class StreamSync:
                     self.own_company[person_id] = (deal_id, org_id)
         if not self.full and deal_id not in self.licensed:
             self.needing.append((deal_id, org_id, person_id))
-        self._hold(1)
-        if org_id is None or org_id in self.company_ids:
-            self.ready.append(deal)
-        else:
-            self.pending.setdefault(org_id, []).append(deal)
+        self.pending.add(org_id, deal, ready=org_id is None or org_id in self.company_ids)
 
     def flush_licenses(self, *, final: bool) -> None:
         """Write the licenses whose company is known, a full chunk at a time (`final`: all
         that are left, whatever their company)."""
-        if final:
-            for deals in self.pending.values():
-                self.ready += deals
-            self.pending = {}
-        while self.ready and (final or len(self.ready) >= self.chunk):
-            batch, self.ready = self.ready[: self.chunk], self.ready[self.chunk :]
+        while self.pending.ready >= self.chunk or (final and len(self.pending)):
+            batch = self.pending.take(self.chunk, waiting_too=final)
+            self._hold(len(batch))
             mapped = deal_to_license(batch, self.mappings, company_ids=self.company_ids)
             self.push("deal", mapped, batch)
 
@@ -387,14 +387,15 @@ class StreamSync:
             self.write_companies(kept)
 
     def write_companies(self, chunk: dict[Any, Record]) -> None:
+        """Write a chunk of companies (the caller's `chunk` is emptied), then the licenses that
+        waited for them, once the organizations are out of memory."""
         orgs = list(chunk.values())
+        chunk.clear()
         result = self.push("organization", organization_to_company(orgs, self.mappings), orgs)
+        del orgs
         self.company_ids.update(result.planhat_ids)
         self.fresh |= result.created
-        for org_id in result.planhat_ids:
-            waiting = self.pending.pop(org_id, None)
-            if waiting:
-                self.ready += waiting
+        self.pending.release(result.planhat_ids)
         self.flush_licenses(final=False)
 
     # -- persons ---------------------------------------------------------------------------------
@@ -566,6 +567,7 @@ def stream_sync(
     finally:
         for reader in readers.values():
             reader.close()
+        run.pending.close()
     return run.summary
 
 
