@@ -65,6 +65,13 @@ class MappedBatch:
     def __len__(self) -> int:
         return len(self.records)
 
+    def extend(self, other: MappedBatch) -> None:
+        """Append another batch's records (a batch mapped in parts)."""
+        self.records += other.records
+        self.ids += other.ids
+        self.values += other.values
+        self.issues += other.issues
+
 
 def skip(issues: list[Issue], record_id: Any, why: str) -> None:
     """Report a record left out of a batch, with why."""

@@ -58,7 +58,7 @@ from tasks.fetch import STREAMS, key_time, receiving_sections, since_with_overla
 from tasks.push import PushResult, push_mapped
 from tasks.select import note_in_scope, select_won_deals
 from tasks.spill import Spill
-from tasks.twoway import TwoWay
+from tasks.twoway import TwoWay, sends
 
 log = logging.getLogger(__name__)
 
@@ -247,11 +247,21 @@ class StreamSync:
         if newest is None or key > newest:
             self.newest_key[stream] = key
 
-    def push(self, object_type: str, batch: MappedBatch, records: list[Record]) -> PushResult:
+    def push(
+        self,
+        object_type: str,
+        batch: MappedBatch,
+        records: list[Record],
+        held: int | None = None,
+    ) -> PushResult:
         """One chunk to Planhat (and, both ways, its merge with Planhat's side), its actions to
-        the run log at once."""
-        held = len(records)
+        the run log at once. `records` (the chunk's Pipedrive records, the caller's only copy)
+        are let go once mapped, unless the merge needs them: a chunk is in memory once.
+        `held`: the records the chunk stands for (default: `records`)."""
+        held = len(records) if held is None else held
         twoway = TwoWay.for_push(self.pipedrive, self.planhat, self.mappings, object_type, records)
+        if twoway is None:
+            records.clear()
         result = push_mapped(
             self.planhat,
             self.store,
@@ -349,10 +359,25 @@ class StreamSync:
         """Write the licenses whose company is known, a full chunk at a time (`final`: all
         that are left, whatever their company)."""
         while self.pending.ready >= self.chunk or (final and len(self.pending)):
-            batch = self.pending.take(self.chunk, waiting_too=final)
-            self._hold(len(batch))
-            mapped = deal_to_license(batch, self.mappings, company_ids=self.company_ids)
-            self.push("deal", mapped, batch)
+            self._write_licenses(waiting_too=final)
+
+    def _write_licenses(self, *, waiting_too: bool) -> None:
+        """One chunk of licenses from `pending`, mapped a page at a time: a raw deal takes
+        several times its license's memory (a section that sends keeps them for its merge)."""
+        keep_raw = sends(self.mappings, "deal")
+        mapped, raw, taken = MappedBatch(), [], 0
+        while taken < self.chunk:
+            part = self.pending.take(
+                min(fetch.page_size(), self.chunk - taken), waiting_too=waiting_too
+            )
+            if not part:
+                break
+            taken += len(part)
+            mapped.extend(deal_to_license(part, self.mappings, company_ids=self.company_ids))
+            if keep_raw:
+                raw += part
+        self._hold(taken)
+        self.push("deal", mapped, raw, held=taken)
 
     # -- organizations ---------------------------------------------------------------------------
     def wanted_orgs(self) -> set[int]:
@@ -450,7 +475,9 @@ class StreamSync:
             self.write_persons(kept)
 
     def write_persons(self, chunk: dict[Any, Record]) -> None:
+        """Write a chunk of end users (the caller's `chunk` is emptied)."""
         persons = list(chunk.values())
+        chunk.clear()
         mapped = person_to_enduser(persons, self.mappings, company_ids=self.company_ids)
         self.push("person", mapped, persons)
 
@@ -494,7 +521,9 @@ class StreamSync:
             self.write_notes(kept)
 
     def write_notes(self, chunk: dict[Any, Record]) -> None:
+        """Write a chunk of conversations (the caller's `chunk` is emptied)."""
         notes = list(chunk.values())
+        chunk.clear()
         mapped = note_to_conversation(
             notes,
             self.mappings,
