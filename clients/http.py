@@ -144,7 +144,8 @@ class ServiceProfile:
 
     * `window_s`: the length of the service's burst window (Pipedrive 2 s, Planhat 1 s); a
       reported reset is never trusted beyond it (the unit of Pipedrive's reset is unverified).
-    * `remaining_header` / `reset_header`: where the service reports what is left of the window.
+    * `remaining_header` / `reset_header`: where the service reports what is left of the window;
+      `limit_header`: where it reports how many requests the window allows.
     * `requests_per_window`: a cap counted locally, for services that do not report one.
     * `daily_left_headers`: headers whose value `0` on a 429 means the daily budget is spent.
     * `daily_write_left_headers`: the same, but counting only writes (`WRITE_METHODS`): they
@@ -156,6 +157,7 @@ class ServiceProfile:
     window_s: float
     remaining_header: str | None = None
     reset_header: str | None = None
+    limit_header: str | None = None
     requests_per_window: int | None = None
     daily_left_headers: tuple[str, ...] = ()
     daily_write_left_headers: tuple[str, ...] = ()
@@ -166,12 +168,25 @@ class ServiceProfile:
     blocked_help: str = "Wait before running the sync again."
 
 
+#: how long a request waits before it looks again, when the requests in flight fill the window
+IN_FLIGHT_POLL_S = 0.05
+
+
 class RateLimiter:
     """Client-side pacing for one service token, fed by the service's rate-limit headers.
 
     Thread-safe: every client of the same origin and token in this process shares one (see
     `shared_limiter`), so concurrent tasks draw from one budget. Requests still in flight count
     against the last reported `remaining`.
+
+    The window is rolling: the limiter keeps the times of its own requests in the last
+    `window_s` (each from its answer, when the service had surely counted it; those in flight
+    count too), and once the service has said how many it allows (`limit_header`, or the
+    profile's `requests_per_window`), a request goes when fewer than that many lie in the
+    window. A reported `remaining` of 0 then holds requests only until the reported reset less
+    a second (the reset is in whole seconds, rounded up), not for the whole of it: a rolling
+    window frees a slot as each request ages out, and waiting out every rounded reset would
+    leave a third of the budget unused.
     """
 
     def __init__(self, profile: ServiceProfile, clock: Clock, sleep: Sleep) -> None:
@@ -180,22 +195,30 @@ class RateLimiter:
         self._sleep = sleep
         self._lock = threading.Lock()
         self._remaining: int | None = None
-        self._window_ends = 0.0
+        self._window_ends = 0.0  # when the reported window resets, at the latest
+        self._window_floor = 0.0  # ... and at the earliest (the reset less its rounding)
+        self._limit: int | None = profile.requests_per_window  # requests per window
         self._in_flight = 0
-        self._recent: deque[float] = deque()
+        self._recent: deque[float] = deque()  # this limiter's requests in the last window
         self.waited_s = 0.0
 
     def _wait_needed(self, now: float) -> float:
         wait = 0.0
+        window = self.profile.window_s
+        while self._recent and self._recent[0] <= now - window:
+            self._recent.popleft()
+        limit = self._limit
+        taken = len(self._recent) + self._in_flight
+        if limit and taken >= limit:
+            oldest = taken - limit  # the requests that must leave the window first, less one
+            if oldest < len(self._recent):
+                wait = self._recent[oldest] + window - now
+            else:  # the requests in flight fill the window: wait for an answer
+                wait = IN_FLIGHT_POLL_S
         if self._remaining is not None and now < self._window_ends:
             if self._remaining - self._in_flight <= 0:
-                wait = self._window_ends - now
-        cap = self.profile.requests_per_window
-        if cap:
-            while self._recent and self._recent[0] <= now - self.profile.window_s:
-                self._recent.popleft()
-            if len(self._recent) >= cap:
-                wait = max(wait, self._recent[0] + self.profile.window_s - now)
+                until = self._window_floor if limit else self._window_ends
+                wait = max(wait, until - now)
         return wait
 
     def acquire(self) -> float:
@@ -207,8 +230,6 @@ class RateLimiter:
                 wait = self._wait_needed(now)
                 if wait <= 0:
                     self._in_flight += 1
-                    if self.profile.requests_per_window:
-                        self._recent.append(now)
                     self.waited_s += waited
                     return waited
             self._sleep(wait)
@@ -218,16 +239,24 @@ class RateLimiter:
         """A request finished; `headers` are its answer's (None when there was no answer)."""
         with self._lock:
             self._in_flight = max(0, self._in_flight - 1)
+            # counted in the window from its answer: the service saw it no later than that
+            self._recent.append(self._clock())
             if headers is None or self.profile.remaining_header is None:
                 return
             remaining = _int_header(headers, self.profile.remaining_header)
             if remaining is None:
                 return
+            if self.profile.limit_header is not None:
+                limit = _int_header(headers, self.profile.limit_header)
+                if limit is not None and limit > 0:
+                    self._limit = limit
             reset = _float_header(headers, self.profile.reset_header)
             window = self.profile.window_s
             reset = window if reset is None else min(max(reset, 0.0), window)
+            now = self._clock()
             self._remaining = remaining
-            self._window_ends = self._clock() + reset
+            self._window_ends = now + reset
+            self._window_floor = now + max(reset - 1.0, 0.0)
 
 
 _SHARED: weakref.WeakValueDictionary[tuple[Any, ...], RateLimiter] = weakref.WeakValueDictionary()

@@ -58,6 +58,7 @@ PIPEDRIVE = ServiceProfile(
     window_s=2.0,
     remaining_header="x-ratelimit-remaining",
     reset_header="x-ratelimit-reset",
+    limit_header="x-ratelimit-limit",
     # the company's daily token budget (refuses every request once 0), and the legacy fair-use
     # counter of POST/PUT requests per user (reference §5)
     daily_left_headers=("x-daily-ratelimit-token-remaining",),

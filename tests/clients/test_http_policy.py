@@ -461,6 +461,33 @@ def test_limiter_counts_requests_in_flight(fake_time: FakeTime) -> None:
     assert fake_time.sleeps == [2.0]
 
 
+def test_a_known_limit_paces_a_rolling_window_not_whole_rounded_resets(
+    fake_time: FakeTime,
+) -> None:
+    """Pipedrive's window is rolling and its reset whole seconds rounded up: with the limit
+    known (`x-ratelimit-limit`), a slot is taken again as soon as the limiter's own oldest
+    request leaves the window, never before the reset less its rounding."""
+    profile = ServiceProfile(
+        name="X", window_s=2.0, remaining_header="r", reset_header="s", limit_header="l"
+    )
+    limiter = RateLimiter(profile, fake_time.clock, fake_time.sleep)
+    start = fake_time.now
+    for left in (3, 2, 1, 0):  # four requests 0.25 s apart, the last answered "0 left, reset 2"
+        limiter.acquire()
+        fake_time.now += 0.25
+        limiter.release(httpx.Headers({"r": str(left), "s": "2", "l": "4"}))
+    assert fake_time.sleeps == [] and fake_time.now == start + 1.0
+    limiter.acquire()  # the first request (answered at +0.25) leaves the window at +2.25
+    assert fake_time.now == pytest.approx(start + 2.25)  # not +3.0 (the rounded reset)
+    limiter.release(httpx.Headers({"r": "0", "s": "1", "l": "4"}))
+    limiter.acquire()  # the second leaves at +2.5
+    assert fake_time.now == pytest.approx(start + 2.5)
+    # what the service says is a floor: "0 left, reset 2" just now holds for at least 1 s
+    limiter.release(httpx.Headers({"r": "0", "s": "2", "l": "400"}))
+    limiter.acquire()
+    assert fake_time.now == pytest.approx(start + 3.5)
+
+
 def test_local_cap_paces_planhat(fake_time: FakeTime) -> None:
     profile = ServiceProfile(name="P", window_s=1.0, requests_per_window=3)
     limiter = RateLimiter(profile, fake_time.clock, fake_time.sleep)
