@@ -3,7 +3,9 @@ page by page, with only id maps and the current pages in memory.
 
 * **Reading**: one reader thread per receiving stream lists it page by page (500 a page) into
   a small bounded queue (`QUEUE_PAGES`); the writer, in the caller's thread, takes the streams
-  in the order of writing: deals, organizations, persons, notes. A reader waits when its queue
+  in the order of writing: deals, organizations, persons, notes. The streams are read one
+  after another in that order (each reader starts the next when its list is read), so that
+  Pipedrive's budget goes to the stream the writer needs first. A reader waits when its queue
   is full; the Pipedrive client's limiter stays the only other wait.
 * **Selecting** (the rules of `tasks.select.plan_scope`, record by record): won deals in a
   selected pipeline are kept as they pass (their ids and organizations; the bodies only of
@@ -68,6 +70,8 @@ Record = dict[str, Any]
 CHUNK = 5_000
 #: pages a reader may hold ahead of the writer, per stream
 QUEUE_PAGES = 4
+#: the order in which the writer takes the streams (and so the readers read them)
+WRITE_ORDER = ("deals", "organizations", "persons", "notes")
 #: the streams read by `update_time` ascending, whose cursor moves after each written chunk
 SORTED_STREAMS = ("organizations", "persons")
 
@@ -91,11 +95,17 @@ class PageReader:
         self.start = ReadStart()
         self._open = open_records
         self._queue: queue.Queue[Any] = queue.Queue(maxsize=max(1, depth))
+        #: the reader to start when this one has read its stream (streams are read one after
+        #: another, in the order they are written: the budget goes to the stream needed first)
+        self.then: PageReader | None = None
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, name=f"read-{stream}", daemon=True)
+        self._starting = threading.Lock()
 
     def begin(self) -> PageReader:
-        self._thread.start()
+        with self._starting:
+            if not self._thread.is_alive() and self._thread.ident is None:
+                self._thread.start()
         return self
 
     @property
@@ -125,6 +135,9 @@ class PageReader:
             self._put(_END)
         except BaseException as error:  # handed to the writer, which raises it
             self._put(_Failed(error))
+        finally:
+            if self.then is not None and not self._stop.is_set():
+                self.then.begin()  # the next stream's read, now that this one's is done
 
     def pages(self) -> Iterator[list[Record]]:
         """The stream's pages in order; a read error is raised here, in the writer's thread."""
@@ -138,7 +151,8 @@ class PageReader:
 
     def close(self) -> None:
         self._stop.set()
-        self._thread.join(timeout=30)
+        if self._thread.ident is not None:
+            self._thread.join(timeout=30)
 
 
 class StreamSummary:
@@ -573,8 +587,11 @@ def stream_sync(
         readers[stream] = open_reader(pipedrive, section, since, depth)
     run.readers = readers
     try:
-        for reader in readers.values():
-            reader.begin()
+        chain = [readers[s] for s in WRITE_ORDER if s in readers]  # read as they are written
+        for reader, following in zip(chain, chain[1:], strict=False):
+            reader.then = following
+        if chain:
+            chain[0].begin()
 
         def pages(stream: str) -> Iterable[list[Record]]:
             reader = readers.get(stream)

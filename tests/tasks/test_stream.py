@@ -65,6 +65,7 @@ class FakePipedrive:
 
     def __init__(self) -> None:
         self.calls: Counter[str] = Counter()
+        self.events: list[tuple[str, str]] = []  # ("open" | "end", list), as they happen
 
     def _list(
         self, name: str, source: list[dict[str, Any]], start: ReadStart | None, **params: Any
@@ -75,8 +76,10 @@ class FakePipedrive:
         if params.get("sort_by") == "update_time":  # v2: sort_by, sort_direction
             assert params.get("sort_direction") == "asc"
             source = sorted(source, key=lambda r: (update_time(r), r["id"]))
+        self.events.append(("open", name))
         for record in source:
             yield Tracked(record)
+        self.events.append(("end", name))
 
     def iter_deals(self, *, read_start: ReadStart | None = None, **kw: Any) -> Iterator[Any]:
         return self._list("deals", PD.deals, read_start, **kw)  # type: ignore[no-any-return]
@@ -283,3 +286,25 @@ def test_a_read_error_is_raised_in_the_writers_thread(tmp_path: Path) -> None:
             run_id="run-1",
             full=True,
         )
+
+
+@pytest.mark.usefixtures("small_pages")
+def test_the_lists_are_read_one_after_another_in_the_order_they_are_written(
+    tmp_path: Path,
+) -> None:
+    """Pipedrive's budget goes to the list the writer needs first: each reader starts the next
+    once its own list is read."""
+    pipedrive = FakePipedrive()
+    with StateStore(f"sqlite:///{tmp_path / 'stream.db'}") as store:
+        stream_sync(
+            pipedrive,  # type: ignore[arg-type]
+            FakePlanhat(),  # type: ignore[arg-type]
+            store,
+            MAPPINGS,
+            run_id="run-1",
+            full=True,
+            chunk=CHUNK,
+            depth=DEPTH,
+        )
+    order = ("deals", "organizations", "persons", "notes")
+    assert pipedrive.events == [(event, name) for name in order for event in ("open", "end")]
