@@ -11,6 +11,9 @@ Cost: Pipedrive 5 list calls (pipelines, three `*Fields`, users), Planhat 1 (use
 
 from __future__ import annotations
 
+import hashlib
+import threading
+import time
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -33,8 +36,10 @@ __all__ = [
     "PLACEHOLDER_HOST",
     "connection_problems",
     "fetch_account",
+    "hand_over",
     "open_pipedrive",
     "open_planhat",
+    "taken_over",
 ]
 
 #: The shipped integration.yaml's placeholder company URL: it must be replaced.
@@ -118,6 +123,35 @@ def open_planhat(
         allow_local_http=is_loopback_url(url),
         **client_options,
     )
+
+
+#: how long an account handed over by a command stays fresh enough for the run it starts
+HANDOVER_S = 60.0
+_handed: dict[str, tuple[float, Account]] = {}
+_handed_lock = threading.Lock()
+
+
+def _identity(pipedrive: PipedriveClient, planhat: PlanhatClient) -> str:
+    """The two accounts' identity (URLs and tokens), hashed: the tokens are never kept."""
+    parts = [pipedrive.urls.company_url, *pipedrive.secrets, planhat.base_url, *planhat.secrets]
+    return hashlib.sha256("\0".join(parts).encode()).hexdigest()
+
+
+def hand_over(pipedrive: PipedriveClient, planhat: PlanhatClient, account: Account) -> None:
+    """Keep the account a command just read (to check the settings before a run) for the run
+    it starts in this process: `taken_over` gives it once, within `HANDOVER_S`, so that a run
+    that must read the account fresh does not read it twice (6 calls)."""
+    with _handed_lock:
+        _handed[_identity(pipedrive, planhat)] = (time.monotonic(), account)
+
+
+def taken_over(pipedrive: PipedriveClient, planhat: PlanhatClient) -> Account | None:
+    """The account handed over for these two accounts, once, if it is fresh enough."""
+    with _handed_lock:
+        handed = _handed.pop(_identity(pipedrive, planhat), None)
+    if handed is None or time.monotonic() - handed[0] > HANDOVER_S:
+        return None
+    return handed[1]
 
 
 def fetch_account(pipedrive: PipedriveClient, planhat: PlanhatClient) -> Account:

@@ -21,7 +21,7 @@ from mappings.loading import load_settings
 from mappings.models import Settings
 from mappings.resolve import Account, Mappings, compile_mappings
 from store import StateStore
-from tasks.account import fetch_account, open_pipedrive, open_planhat
+from tasks.account import fetch_account, open_pipedrive, open_planhat, taken_over
 from tasks.credentials import Credentials, resolve_credentials
 
 log = logging.getLogger(__name__)
@@ -97,7 +97,7 @@ def load_account(
             fresh = datetime.now(UTC) - saved_at <= timedelta(seconds=max_age_s)
             if fresh and value.get("scope") == scope:
                 return Account(**value["account"]), True
-    account = fetch_account(pipedrive, planhat)
+    account = taken_over(pipedrive, planhat) or fetch_account(pipedrive, planhat)
     store.cache_put(ACCOUNT_CACHE_KEY, {"scope": scope, "account": asdict(account)})
     return account, False
 

@@ -120,10 +120,12 @@ def preflight(settings_dir: str | None, *, resolve: bool = False) -> None:
         raise SettingsError([*problems["pipedrive"], *problems["planhat"]])
     if resolve:
         from mappings.resolve import compile_mappings
-        from tasks.account import fetch_account, open_pipedrive, open_planhat
+        from tasks.account import fetch_account, hand_over, open_pipedrive, open_planhat
 
         with open_pipedrive(settings) as pipedrive, open_planhat(settings) as planhat:
-            compile_mappings(settings, fetch_account(pipedrive, planhat))
+            account = fetch_account(pipedrive, planhat)
+            compile_mappings(settings, account)
+            hand_over(pipedrive, planhat, account)  # the run this command starts reads it once
 
 
 def settings_arg(settings: Path | None) -> str | None:
