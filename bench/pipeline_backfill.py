@@ -22,12 +22,22 @@ it:
    Prefect server spent meanwhile is shown too (they share the machine's cores);
 4. reads both servers' request counters (`GET /_sandbox/counters`) and prints the API calls
    beside the minimum: Σ ceil(n/500) list pages of the four streams + the account lists
-   (`ACCOUNT_LISTS`) + Σ ceil(n/5000) Planhat bulk upserts of what landed in Planhat.
+   (`ACCOUNT_LISTS`) + the scan of Planhat's companies that follows in the same run
+   (ceil(n/5000): the sandbox settings send organizations) + Σ ceil(n/5000) Planhat bulk
+   upserts of what landed in Planhat;
+5. the incremental step (unless `--no-incremental`): changes 1 % of each list's records
+   through Pipedrive's API (every 100th record read by the floor: a deal's title, an
+   organization's or person's name, a note's content; the burst limit lifted meanwhile), then
+   runs `pdsync sync` (without `--full`) the same way and counts its calls against the
+   minimum: per list Σ max(1, ceil(changed/500)) pages + the account lists + the scan of
+   Planhat's companies (ceil(n/5000); the sandbox settings send organizations) + Σ
+   ceil(n/5000) upserts of the Planhat records whose content changed (dumps compared).
 
 Then it prints a table and the targets of issue 14 as met / not met (never asserted; the
 process exits 0 when every step ran, whatever the figures):
 
 * peak RSS ≤ 400 MiB at scale 1, and growing less than 1.2× from scale ¼ to scale 1;
+* calls ≤ 1.05 × the minimum, for the backfill and for the incremental sync (1 % changed);
 * wall time ≤ 2 × the read floor of the same run (no rate limit binding);
 * with `--with-burst-limit` (Growth's burst of 40 requests per 2 s unless `--burst N`):
   wall time ≤ 1.2 × (Pipedrive calls ÷ the allowed rate).
@@ -84,10 +94,21 @@ GROWTH_BURST = 40
 BURST_WINDOW_S = 2.0
 PLANHAT_MODELS = ("companies", "endusers", "licenses", "conversations")
 
+#: the incremental step changes one record in CHANGE_EVERY of each list (1 %)
+CHANGE_EVERY = 100
+#: what it changes: (path of one record, method, body) per stream
+CHANGES = {
+    "deals": ("/api/v2/deals/{id}", "PATCH", {"title": "Bench deal {id} (changed)"}),
+    "organizations": ("/api/v2/organizations/{id}", "PATCH", {"name": "Bench org {id}"}),
+    "persons": ("/api/v2/persons/{id}", "PATCH", {"name": "Bench Person {id}"}),
+    "notes": ("/api/v1/notes/{id}", "PUT", {"content": "<p>Bench note {id}, changed</p>"}),
+}
+
 # The targets of issue 14.
 RSS_LIMIT_MIB = 400.0
 RSS_GROWTH_LIMIT = 1.2
 FLOOR_FACTOR = 2.0
+CALLS_FACTOR = 1.05
 PACE_FACTOR = 1.2
 
 MIB = 1024 * 1024
@@ -113,6 +134,13 @@ class Run:
     planhat_calls: dict[str, Any] = field(default_factory=dict)
     landed: dict[str, int] = field(default_factory=dict)
     output_tail: str = ""
+    #: the incremental step: records changed per stream, Planhat records changed per model,
+    #: and the `pdsync sync` that followed (its figures in a Run of its own)
+    changed: dict[str, int] = field(default_factory=dict)
+    planhat_changed: dict[str, int] = field(default_factory=dict)
+    scan_pages: int = 0  # the backfill's scan of Planhat's companies: ceil(companies/5000)
+    incremental_scan_pages: int = 0
+    incremental: Run | None = None
 
     @property
     def records(self) -> int:
@@ -136,11 +164,19 @@ class Run:
 
     @property
     def minimum_calls(self) -> int:
-        return self.list_pages_min + ACCOUNT_LISTS + self.upserts_min
+        return self.list_pages_min + ACCOUNT_LISTS + self.scan_pages + self.upserts_min
 
     @property
     def calls(self) -> int:
         return int(self.pipedrive_calls.get("total", 0)) + int(self.planhat_calls.get("total", 0))
+
+    @property
+    def incremental_minimum(self) -> int:
+        """One page at least per list read, the account lists, the scan of Planhat's companies
+        (the sandbox settings send organizations) and the upserts of what changed in Planhat."""
+        pages = sum(max(1, math.ceil(self.changed.get(n, 0) / PAGE_SIZE)) for n, _, _ in STREAMS)
+        upserts = sum(math.ceil(n / BULK_SIZE) for n in self.planhat_changed.values())
+        return pages + ACCOUNT_LISTS + self.incremental_scan_pages + upserts
 
 
 # -- processes ---------------------------------------------------------------------------------
@@ -226,8 +262,12 @@ class SandboxProcess:
 # -- the read floor -----------------------------------------------------------------------------
 
 
-def read_floor(url: str, token: str) -> tuple[float, dict[str, int], dict[str, int]]:
-    """Seconds to read every page of the four streams, JSON-decoded; pages and records each."""
+def read_floor(
+    url: str, token: str, ids: dict[str, list[int]] | None = None
+) -> tuple[float, dict[str, int], dict[str, int]]:
+    """Seconds to read every page of the four streams, JSON-decoded; pages and records each.
+    `ids`, when given, gets every `CHANGE_EVERY`-th record id of each stream (the records the
+    incremental step changes)."""
     pages: dict[str, int] = {}
     records: dict[str, int] = {}
     with httpx.Client(base_url=url, headers={"x-api-token": token}, timeout=120) as client:
@@ -240,7 +280,11 @@ def read_floor(url: str, token: str) -> tuple[float, dict[str, int], dict[str, i
                 response.raise_for_status()
                 body = response.json()
                 pages[name] += 1
-                records[name] += len(body.get("data") or ())
+                data = body.get("data") or ()
+                if ids is not None:  # a slice: no cost worth counting in the floor
+                    skip = (CHANGE_EVERY // 2 - records[name]) % CHANGE_EVERY
+                    ids.setdefault(name, []).extend(r["id"] for r in data[skip::CHANGE_EVERY])
+                records[name] += len(data)
                 more = body.get("additional_data") or {}
                 if paging == "cursor":
                     if not more.get("next_cursor"):
@@ -290,14 +334,17 @@ def run_backfill(
     workdir: Path,
     watch: list[int],
     profile: Path | None = None,
+    *,
+    full: bool = True,
 ) -> None:
-    """`pdsync sync --full --settings <settings>` in its own process, measured (see the module
-    docstring); `watch` are the pids of the sandbox and the Prefect server, for their CPU.
+    """`pdsync sync --full --settings <settings>` (`full=False`: without `--full`, the
+    incremental sync) in its own process, measured (see the module docstring); `watch` are the
+    pids of the sandbox and the Prefect server, for their CPU.
     `profile`: run it under `py-spy record` (the GIL-holding thread's stacks, raw format) into
     that file; the figures then include py-spy's own cost and the process measured is py-spy's."""
-    log = workdir / "pdsync.log"
+    log = workdir / ("pdsync.log" if full else "pdsync-incremental.log")
     others_before = process_cpu_s(watch[:1]), process_cpu_s(watch[1:])
-    command = [str(PDSYNC), "sync", "--full", "--settings", str(settings)]
+    command = [str(PDSYNC), "sync", *(["--full"] if full else []), "--settings", str(settings)]
     if profile is not None:
         command = [
             str(PY_SPY), "record", "--gil", "--rate", "200", "--format", "raw",
@@ -368,8 +415,9 @@ def measure(args: argparse.Namespace, scale: float, server: Any, tmp: Path) -> R
         with httpx.Client(timeout=120) as admin:
             if args.burst != UNLIMITED_BURST:  # the floor is the reading alone, never paced
                 admin.put(f"{pd_url}/_sandbox/ratelimit", json={"burst": UNLIMITED_BURST})
+            ids: dict[str, list[int]] = {}
             run.floor_s, run.floor_pages, run.floor_records = read_floor(
-                pd_url, info["pipedrive_token"]
+                pd_url, info["pipedrive_token"], ids
             )
             print(
                 f"[scale {scale:g}] read floor {run.floor_s:.1f} s "
@@ -408,10 +456,11 @@ def measure(args: argparse.Namespace, scale: float, server: Any, tmp: Path) -> R
                 print_hot_spots(profile, args.top)
             run.pipedrive_calls = admin.get(f"{pd_url}/_sandbox/counters").json()
             run.planhat_calls = admin.get(f"{ph_url}/_sandbox/counters").json()
-            for model in PLANHAT_MODELS:  # what landed (a fresh sandbox Planhat holds none)
-                response = admin.get(f"{ph_url}/_sandbox/dump/{model}")
-                if response.status_code == 200:
-                    run.landed[model] = len(response.json())
+            before = planhat_contents(admin, ph_url)
+            run.landed = {model: len(records) for model, records in before.items()}
+            run.scan_pages = math.ceil(run.landed.get("companies", 0) / BULK_SIZE)
+            if run.exit_code == 0 and not args.no_incremental:
+                incremental(args, run, info, ids, before, admin, workdir, env, server, sandbox)
     finally:
         sandbox.stop()
     print(
@@ -422,6 +471,84 @@ def measure(args: argparse.Namespace, scale: float, server: Any, tmp: Path) -> R
     if run.exit_code != 0 or args.show_output:
         print(f"--- pdsync output (last lines) ---\n{run.output_tail}\n---", flush=True)
     return run
+
+
+# -- the incremental step -------------------------------------------------------------------------
+
+
+def planhat_contents(admin: httpx.Client, ph_url: str) -> dict[str, dict[str, bytes]]:
+    """Every record of the sandbox Planhat's models: `_id` → its content (without `updatedAt`)."""
+    contents: dict[str, dict[str, bytes]] = {}
+    for model in PLANHAT_MODELS:
+        response = admin.get(f"{ph_url}/_sandbox/dump/{model}")
+        if response.status_code == 200:
+            contents[model] = {
+                str(r.get("_id")): json.dumps(
+                    {k: v for k, v in r.items() if k != "updatedAt"}, sort_keys=True
+                ).encode()
+                for r in response.json()
+            }
+    return contents
+
+
+def incremental(
+    args: argparse.Namespace,
+    run: Run,
+    info: dict[str, Any],
+    ids: dict[str, list[int]],
+    before: dict[str, dict[str, bytes]],
+    admin: httpx.Client,
+    workdir: Path,
+    env: dict[str, str],
+    server: Any,
+    sandbox: SandboxProcess,
+) -> None:
+    """After the backfill: change 1 % of each list's records through Pipedrive's API (as its
+    users would; the burst limit lifted meanwhile), then run the incremental sync (`pdsync
+    sync`) and count its calls against the minimum."""
+    pd_url, ph_url = info["pipedrive_url"], info["planhat_url"]
+    limited = args.burst != UNLIMITED_BURST
+    if limited:
+        admin.put(f"{pd_url}/_sandbox/ratelimit", json={"burst": UNLIMITED_BURST})
+    headers = {"x-api-token": info["pipedrive_token"]}
+    with httpx.Client(base_url=pd_url, headers=headers, timeout=60) as api:
+        for name, (path, method, body) in CHANGES.items():
+            for record_id in ids.get(name, []):
+                payload = {k: v.format(id=record_id) for k, v in body.items()}
+                api.request(method, path.format(id=record_id), json=payload).raise_for_status()
+            run.changed[name] = len(ids.get(name, []))
+    if limited:
+        admin.put(f"{pd_url}/_sandbox/ratelimit", json={"burst": args.burst})
+    admin.delete(f"{pd_url}/_sandbox/ratelimit").raise_for_status()
+    for url in (pd_url, ph_url):
+        admin.delete(f"{url}/_sandbox/counters").raise_for_status()
+    time.sleep(BURST_WINDOW_S if limited else 1.0)
+    print(
+        f"[scale {run.scale:g}] changed {sum(run.changed.values()):,} records (1 %); running "
+        "pdsync sync (incremental) ...",
+        flush=True,
+    )
+    inc = Run(run.scale)
+    run_backfill(
+        inc, workdir / "settings", env, workdir, [sandbox.pid, *prefect_server_pids(server)],
+        full=False,
+    )  # fmt: skip
+    inc.pipedrive_calls = admin.get(f"{pd_url}/_sandbox/counters").json()
+    inc.planhat_calls = admin.get(f"{ph_url}/_sandbox/counters").json()
+    after = planhat_contents(admin, ph_url)
+    run.planhat_changed = {
+        model: sum(1 for key, text in records.items() if before.get(model, {}).get(key) != text)
+        for model, records in after.items()
+    }
+    run.incremental_scan_pages = math.ceil(len(after.get("companies", {})) / BULK_SIZE)
+    run.incremental = inc
+    print(
+        f"[scale {run.scale:g}] incremental exit {inc.exit_code}: {inc.wall_s:.1f} s wall, "
+        f"{inc.calls} API calls (minimum {run.incremental_minimum})",
+        flush=True,
+    )
+    if inc.exit_code != 0 or args.show_output:
+        print(f"--- pdsync output (last lines) ---\n{inc.output_tail}\n---", flush=True)
 
 
 # -- profile ---------------------------------------------------------------------------------------
@@ -502,7 +629,8 @@ def report(args: argparse.Namespace, runs: list[Run]) -> None:
         f"{args.import_s:.1f} s) is in every wall time",
         "PD / PH calls: requests the backfill made to the sandbox Pipedrive / Planhat; min = "
         f"Σ ceil(n/{PAGE_SIZE}) list pages",
-        f"  + {ACCOUNT_LISTS} account lists + Σ ceil(n/{BULK_SIZE}) Planhat upserts of what landed",
+        f"  + {ACCOUNT_LISTS} account lists + ceil(companies/{BULK_SIZE}) scan pages + "
+        f"Σ ceil(n/{BULK_SIZE}) Planhat upserts of what landed",
         "sbx CPU, pf CPU: CPU seconds the sandbox and the Prefect server spent during the backfill",
     )
     for line in legend:
@@ -519,7 +647,7 @@ def report(args: argparse.Namespace, runs: list[Run]) -> None:
         )
         print(
             f"  calls {r.calls} vs minimum {r.minimum_calls} = {r.list_pages_min} list pages + "
-            f"{ACCOUNT_LISTS} account lists + {r.upserts_min} upserts "
+            f"{ACCOUNT_LISTS} account lists + {r.scan_pages} scan pages + {r.upserts_min} upserts "
             f"(landed in Planhat: {json.dumps(r.landed)})"
         )
         print(
@@ -530,6 +658,19 @@ def report(args: argparse.Namespace, runs: list[Run]) -> None:
             f"  Planhat {r.planhat_calls.get('total', 0)} ({non_2xx(r.planhat_calls)} not 2xx): "
             f"{routes_line(r.planhat_calls)}"
         )
+        inc = r.incremental
+        if inc is not None:
+            print(
+                f"  incremental (1 % changed: {json.dumps(r.changed)}; changed in Planhat: "
+                f"{json.dumps(r.planhat_changed)}): exit {inc.exit_code}, {inc.wall_s:.1f} s wall,"
+                f" {inc.cpu_s:.1f} s CPU, {inc.peak_rss_mib:.0f} MiB; calls {inc.calls} vs "
+                f"minimum {r.incremental_minimum}"
+            )
+            pd_total = inc.pipedrive_calls.get("total", 0)
+            print(f"    Pipedrive {pd_total}: {routes_line(inc.pipedrive_calls)}")
+            print(
+                f"    Planhat {inc.planhat_calls.get('total', 0)}: {routes_line(inc.planhat_calls)}"
+            )
 
     print("\nTargets (issue 14; printed, not asserted):")
     by_scale = {r.scale: r for r in runs if r.exit_code == 0}
@@ -549,6 +690,27 @@ def report(args: argparse.Namespace, runs: list[Run]) -> None:
         )
     else:
         print(f"  peak RSS growth scale ¼ → 1 < {RSS_GROWTH_LIMIT}×: n/a (needs scales 0.25 and 1)")
+    for r in runs:
+        ok_backfill = r.exit_code == 0 and r.calls <= CALLS_FACTOR * r.minimum_calls
+        print(
+            f"  calls ≤ {CALLS_FACTOR:g} × minimum, backfill (scale {r.scale:g}): {r.calls} vs "
+            f"{CALLS_FACTOR:g} × {r.minimum_calls} = {CALLS_FACTOR * r.minimum_calls:.0f} → "
+            f"{verdict(ok_backfill)}"
+        )
+        inc = r.incremental
+        if inc is None:
+            print(
+                f"  calls ≤ {CALLS_FACTOR:g} × minimum, incremental (scale {r.scale:g}): n/a "
+                "(not run)"
+            )
+            continue
+        minimum = r.incremental_minimum
+        ok = inc.exit_code == 0 and inc.calls <= CALLS_FACTOR * minimum
+        print(
+            f"  calls ≤ {CALLS_FACTOR:g} × minimum, incremental, 1 % changed (scale "
+            f"{r.scale:g}): {inc.calls} vs {CALLS_FACTOR:g} × {minimum} = "
+            f"{CALLS_FACTOR * minimum:.1f} → {verdict(ok)}"
+        )
     for r in runs:
         if limited:
             print(
@@ -629,6 +791,11 @@ def build_parser() -> argparse.ArgumentParser:
         "stacks of the GIL-holding thread); prints the hot spots (timings then include py-spy)",
     )
     parser.add_argument("--top", type=int, default=25, help="hot spots to print with --profile")
+    parser.add_argument(
+        "--no-incremental",
+        action="store_true",
+        help="skip the incremental step (1 %% of the records changed, then pdsync sync)",
+    )
     parser.add_argument(
         "--keep", action="store_true", help="keep the temporary directory (logs, settings, store)"
     )
