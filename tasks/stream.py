@@ -214,7 +214,8 @@ class StreamSync:
         self.selected_ids: set[int] = set()
         #: a selected deal's person → (the lowest such deal id, its organization)
         self.own_company: dict[int, tuple[int, int]] = {}
-        #: deals won since the last run (incremental): (deal id, org id, person id)
+        #: deals won since the last run that may enter Planhat, i.e. with an organization
+        #: (incremental): (deal id, org id, person id)
         self.needing: list[tuple[int, int | None, int | None]] = []
         #: the selected deals, on disk, by organization id: waiting for their company's id, or
         #: ready (known, or none) to be written a chunk at a time
@@ -365,7 +366,9 @@ class StreamSync:
                 first = self.own_company.get(person_id)
                 if first is None or deal_id < first[0]:
                     self.own_company[person_id] = (deal_id, org_id)
-        if not self.full and deal_id not in self.licensed:
+        if not self.full and deal_id not in self.licensed and org_id is not None:
+            # (without an organization no license, and so none of its relations, can be
+            # written: reading its notes and persons would be calls for nothing)
             self.needing.append((deal_id, org_id, person_id))
         self.pending.add(org_id, deal, ready=org_id is None or org_id in self.company_ids)
 

@@ -66,6 +66,7 @@ class FakePipedrive:
     def __init__(self) -> None:
         self.calls: Counter[str] = Counter()
         self.events: list[tuple[str, str]] = []  # ("open" | "end", list), as they happen
+        self.note_reads: list[dict[str, Any]] = []  # each notes list's filters
 
     def _list(
         self, name: str, source: list[dict[str, Any]], start: ReadStart | None, **params: Any
@@ -94,7 +95,8 @@ class FakePipedrive:
     def iter_persons(self, *, read_start: ReadStart | None = None, **kw: Any) -> Iterator[Any]:
         return self._list("persons", PD.persons, read_start, **kw)  # type: ignore[no-any-return]
 
-    def iter_notes(self, *, read_start: ReadStart | None = None, **_: Any) -> Iterator[Any]:
+    def iter_notes(self, *, read_start: ReadStart | None = None, **kw: Any) -> Iterator[Any]:
+        self.note_reads.append(kw)
         return self._list("notes", PD.notes, read_start)  # type: ignore[no-any-return]
 
 
@@ -255,10 +257,12 @@ def test_a_failed_chunk_keeps_its_streams_cursor(tmp_path: Path) -> None:
 @pytest.mark.usefixtures("small_pages")
 def test_an_incremental_run_after_the_backfill_writes_nothing(tmp_path: Path) -> None:
     planhat = FakePlanhat()
+    pipedrive = FakePipedrive()
     with StateStore(f"sqlite:///{tmp_path / 'stream.db'}") as store:
         for run, full in (("run-1", True), ("run-2", False)):
+            pipedrive.note_reads.clear()
             stream_sync(
-                FakePipedrive(),  # type: ignore[arg-type]
+                pipedrive,  # type: ignore[arg-type]
                 planhat,  # type: ignore[arg-type]
                 store,
                 MAPPINGS,
@@ -272,6 +276,10 @@ def test_an_incremental_run_after_the_backfill_writes_nothing(tmp_path: Path) ->
         counts = store.run_report("run-2").counts
     assert not [c for c in planhat.calls if c.startswith("PUT")], planhat.calls
     assert all(set(row) <= {"unchanged", "skipped"} for row in counts.values()), counts
+    # a won deal without an organization can never have a license: its notes are not read
+    orgless = {d["id"] for d in PD.deals if not d.get("org_id")}
+    by_deal = [r["deal_id"] for r in pipedrive.note_reads if r.get("deal_id") is not None]
+    assert not orgless & set(by_deal), sorted(orgless & set(by_deal))
 
 
 def test_a_read_error_is_raised_in_the_writers_thread(tmp_path: Path) -> None:
