@@ -459,18 +459,24 @@ def measure(args: argparse.Namespace, scale: float, server: Any, tmp: Path) -> R
             before = planhat_contents(admin, ph_url)
             run.landed = {model: len(records) for model, records in before.items()}
             run.scan_pages = math.ceil(run.landed.get("companies", 0) / BULK_SIZE)
+            print_outcome(args, run, "pdsync", f"minimum {run.minimum_calls}")
             if run.exit_code == 0 and not args.no_incremental:
                 incremental(args, run, info, ids, before, admin, workdir, env, server, sandbox)
     finally:
         sandbox.stop()
+    return run
+
+
+def print_outcome(args: argparse.Namespace, run: Run, what: str, minimum: str) -> None:
+    """One line on a pdsync run just measured, and the end of its output if it failed."""
     print(
-        f"[scale {scale:g}] pdsync exit {run.exit_code}: {run.wall_s:.1f} s wall, "
-        f"{run.cpu_s:.1f} s CPU, peak RSS {run.peak_rss_mib:.0f} MiB; {run.calls} API calls",
+        f"[scale {run.scale:g}] {what} exit {run.exit_code}: {run.wall_s:.1f} s wall, "
+        f"{run.cpu_s:.1f} s CPU, peak RSS {run.peak_rss_mib:.0f} MiB; {run.calls} API calls "
+        f"({minimum})",
         flush=True,
     )
     if run.exit_code != 0 or args.show_output:
         print(f"--- pdsync output (last lines) ---\n{run.output_tail}\n---", flush=True)
-    return run
 
 
 # -- the incremental step -------------------------------------------------------------------------
@@ -542,13 +548,7 @@ def incremental(
     }
     run.incremental_scan_pages = math.ceil(len(after.get("companies", {})) / BULK_SIZE)
     run.incremental = inc
-    print(
-        f"[scale {run.scale:g}] incremental exit {inc.exit_code}: {inc.wall_s:.1f} s wall, "
-        f"{inc.calls} API calls (minimum {run.incremental_minimum})",
-        flush=True,
-    )
-    if inc.exit_code != 0 or args.show_output:
-        print(f"--- pdsync output (last lines) ---\n{inc.output_tail}\n---", flush=True)
+    print_outcome(args, inc, "incremental", f"minimum {run.incremental_minimum}")
 
 
 # -- profile ---------------------------------------------------------------------------------------
