@@ -8,12 +8,14 @@ page by page, with only id maps and the current pages in memory.
   Pipedrive's budget goes to the stream the writer needs first. A reader waits when its queue
   is full; the Pipedrive client's limiter stays the only other wait.
 * **Selecting** (the rules of `tasks.select.plan_scope`, record by record): won deals in a
-  selected pipeline are kept as they pass (their ids and organizations; the bodies only of
-  those whose company is not known yet); organizations, persons and notes are kept only when
-  they belong to a company in Planhat or to be created.
+  selected pipeline are kept as they pass (their ids and organizations in memory, the deals
+  themselves on disk, `tasks.spill`); organizations, persons and notes are kept only when they
+  belong to a company in Planhat or to be created.
 * **Writing** (`tasks.push.push_mapped`, per chunk): a chunk of up to `CHUNK` records is written
-  as soon as it is full; companies before their children, and a license waits only for its own
-  company's id. Each chunk's run-log actions go to the store at once (`store.log_actions`).
+  as soon as it is full; companies before their children, and a license waits (on disk) only
+  for its own company's id. A chunk's Pipedrive records are let go once mapped, unless its
+  section sends and merges them. Each chunk's run-log actions go to the store at once
+  (`store.log_actions`).
 * **Cursors** never pass an unwritten record, nor the moment the stream's read began (as
   `Fetched.cap`), and a stream with a failed record keeps its cursor for the rest of the run:
   organizations and persons are read by `update_time` ascending (v2 keyset paging) and their
@@ -100,12 +102,9 @@ class PageReader:
         self.then: PageReader | None = None
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, name=f"read-{stream}", daemon=True)
-        self._starting = threading.Lock()
 
     def begin(self) -> PageReader:
-        with self._starting:
-            if not self._thread.is_alive() and self._thread.ident is None:
-                self._thread.start()
+        self._thread.start()
         return self
 
     @property
@@ -170,7 +169,6 @@ class StreamSummary:
         self.chunks: Counter[str] = Counter()  # object type → push_mapped calls
         self.failed: set[str] = set()  # object types with a failed record
         self.cursors: dict[str, bool] = {}  # stream → moved
-        self.newest: dict[str, datetime] = {}  # stream → where its cursor may move
         #: the most records the run held at once (kept bodies and pending licenses), a check
         self.peak_held = 0
 
@@ -329,10 +327,7 @@ class StreamSync:
         newest = self.newest_key.get(stream)
         if reader is None or newest is None:
             return
-        cap = reader.read_started
-        value = min(key_time(newest), cap)
-        self.summary.newest[stream] = value
-        self._move_cursor(stream, value)
+        self._move_cursor(stream, min(key_time(newest), reader.read_started))
 
     # -- deals ---------------------------------------------------------------------------------
     def take_deals(self, pages: Iterable[list[Record]]) -> None:

@@ -179,7 +179,7 @@ _json_values = st.recursive(
 )
 
 
-@settings(max_examples=150, deadline=None)
+@settings(max_examples=60, deadline=None)
 @given(st.dictionaries(st.text(max_size=8), _json_values, max_size=6))
 def test_the_canonical_text_is_pythons_json_byte_for_byte(values: dict[str, Any]) -> None:
     # orjson writes the float-free values (the fast path); a different text would change every

@@ -389,7 +389,7 @@ def test_random_edits_on_both_sides_converge_and_then_nothing_is_written(
     tmp_path_factory: pytest.TempPathFactory, policy: str
 ) -> None:
     @settings(
-        max_examples=25, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+        max_examples=15, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
     )
     @given(edits=st.lists(EDIT, max_size=8))
     def run(edits: list[tuple[str, str, Any]]) -> None:
