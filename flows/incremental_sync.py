@@ -2,7 +2,8 @@
 section and direction; `full=True` is the backfill ("Fetch All"). It also catches any missed
 webhook, and recreates the Pipedrive webhook if it was deleted. Then, for the sections that
 send, it scans Planhat for what changed there since the last sync and merges it into Pipedrive
-(`tasks.scan`).
+(`tasks.scan`); a merge in the stream that reads Planhat's whole company list does the
+companies' scan in that read, so the list is read once.
 
 The run is a stream (`tasks.stream`): each list is read page by page while what belongs in
 Planhat is mapped and written in chunks of up to 5,000, companies first; each chunk's actions go
@@ -45,8 +46,8 @@ def incremental_sync(
     with finish(ctx):
         check_webhook_task(ctx.settings, ctx.pipedrive, ctx.store)
         run = run_id()
-        stream_sync_task(ctx, run, full)
-        scan_planhat_task(ctx, run)
+        streamed = stream_sync_task(ctx, run, full)
+        scan_planhat_task(ctx, run, streamed.scan)
         settle_notifications_task(ctx, started)
         title = "Full backfill" if full else "Incremental sync"
         return report_logged_task(ctx, run, title)

@@ -19,6 +19,10 @@ licenses → deals, notes → notes), in the order of writing:
 4. The links take the values both sides now hold; a field whose Pipedrive write failed keeps
    its last synced value, so the next scan tries again.
 
+In an incremental run, the stream's merge of many changed companies reads Planhat's whole
+company list (`tasks.twoway.read_planhat_current`); the companies' scan is then done in that
+read (`scan_during_merge`), the merge's own records handed to the merge, and not read again.
+
 Records Planhat holds without a `sourceId` (created in Planhat) become Pipedrive records, once
 (`tasks.create`: companies, and end users and notes of companies paired with Pipedrive); a
 `sourceId` that is not a Pipedrive id is another system's, and its record is left alone.
@@ -28,7 +32,7 @@ from __future__ import annotations
 
 import logging
 from collections import Counter
-from collections.abc import Iterable, Iterator, Mapping, Sequence
+from collections.abc import Collection, Iterable, Iterator, Mapping, Sequence
 from typing import Any
 
 from prefect import task
@@ -46,12 +50,14 @@ from store.records import LinkRow, RunAction, as_pipedrive_id
 from tasks.context import SyncContext
 from tasks.create import CREATES, Creator
 from tasks.twoway import (
+    CurrentReader,
     PipedriveWrite,
     conflict_actions,
     fold_conflicts,
     merge_pair,
     planhat_fields,
     read_planhat_current,
+    reads_whole_list,
     sends,
     write_pipedrive,
 )
@@ -77,6 +83,7 @@ class ScanSummary:
         self.failed: Counter[str] = Counter()
         self.planhat_writes: Counter[str] = Counter()  # bulk upserts
         self.pipedrive_calls: Counter[str] = Counter()  # reads by id and writes
+        self.done: set[str] = set()  # kinds scanned (a kind is scanned once a run)
 
 
 def _pages(records: Iterable[Record], size: int) -> Iterator[list[Record]]:
@@ -126,7 +133,10 @@ class PlanhatScan:
         self.run_id = run_id
         self.dry_run = mappings.dry_run
 
-    def run(self) -> None:
+    def run(self, hand_over: Collection[str] = frozenset()) -> dict[str, Record]:
+        """Scan the kind's whole list. The records whose `_id` is in `hand_over` are not
+        compared here but handed back, as Planhat holds them: they are a merge's, under way in
+        the same read (`scan_during_merge`)."""
         kind = self.kind
         size = PAGE_MAX.get(kind.planhat_model, PAGE_MAX_DEFAULT)
         records = self.planhat.iter_records(
@@ -134,8 +144,16 @@ class PlanhatScan:
             select=planhat_fields(self.mappings, kind.planhat),
             filters={"type": "note"} if kind.planhat_model == "conversations" else None,
         )
+        handed: dict[str, Record] = {}
         for page in _pages(records, size):
+            if hand_over:
+                mine = [r for r in page if r.get("_id") not in hand_over]
+                handed.update((r["_id"], r) for r in page if r.get("_id") in hand_over)
+                self.summary.scanned[kind.pipedrive] += len(page) - len(mine)
+                page = mine
             self.page(page)
+        self.summary.done.add(kind.pipedrive)
+        return handed
 
     def page(self, page: list[Record]) -> None:
         kind, obj, summary = self.kind, self.kind.planhat, self.summary
@@ -327,15 +345,41 @@ def scan_planhat(
     mappings: Mappings,
     *,
     run_id: str,
+    summary: ScanSummary | None = None,
 ) -> ScanSummary:
     """Scan Planhat for what changed there since the last sync, per kind that sends, and merge
-    it into Pipedrive (see the module docstring)."""
-    summary = ScanSummary()
+    it into Pipedrive (see the module docstring). `summary`: the run's scan so far; the kinds
+    it has done (`scan_during_merge`) are not read again."""
+    summary = summary if summary is not None else ScanSummary()
     for kind in KINDS:
-        if sends(mappings, kind.pipedrive):
+        if sends(mappings, kind.pipedrive) and kind.pipedrive not in summary.done:
             summary.scanned[kind.pipedrive] += 0  # scanned, even if Planhat holds none
             PlanhatScan(pipedrive, planhat, store, mappings, kind, summary, run_id).run()
     return summary
+
+
+def scan_during_merge(
+    pipedrive: PipedriveClient,
+    planhat: PlanhatClient,
+    store: StateStore,
+    mappings: Mappings,
+    summary: ScanSummary,
+    *,
+    run_id: str,
+) -> CurrentReader:
+    """A merge's reader of Planhat's current records (`tasks.twoway.TwoWay`) for a run whose
+    scan follows (`summary` is that scan's): when the merge would read Planhat's whole list of
+    a kind the scan has still to read, the scan of that kind is done in the same read, and the
+    merge's records are handed to the merge. The run then reads that list once, not twice."""
+
+    def read_current(kind: Kind, wanted: Sequence[tuple[str, str | None]]) -> dict[str, Record]:
+        if kind.pipedrive in summary.done or not reads_whole_list(kind, wanted):
+            return read_planhat_current(planhat, mappings, kind, wanted)
+        summary.scanned[kind.pipedrive] += 0
+        scan = PlanhatScan(pipedrive, planhat, store, mappings, kind, summary, run_id)
+        return scan.run(hand_over={planhat_id for planhat_id, _ in wanted})
+
+    return read_current
 
 
 def sync_notified(
@@ -386,9 +430,14 @@ def scanned(summary: ScanSummary, *, dry_run: bool) -> None:
 
 
 @task(name="scan Planhat and send its changes", cache_policy=NO_CACHE)
-def scan_planhat_task(ctx: SyncContext, run_id: str) -> ScanSummary:
+def scan_planhat_task(
+    ctx: SyncContext, run_id: str, begun: ScanSummary | None = None
+) -> ScanSummary:
     """Planhat's changes since the last sync, merged into Pipedrive, for the sections that
-    send (nothing to do, and no call, when none does)."""
-    summary = scan_planhat(ctx.pipedrive, ctx.planhat, ctx.store, ctx.mappings, run_id=run_id)
+    send (nothing to do, and no call, when none does). `begun`: the scan the run's stream
+    began (`scan_during_merge`), finished here."""
+    summary = scan_planhat(
+        ctx.pipedrive, ctx.planhat, ctx.store, ctx.mappings, run_id=run_id, summary=begun
+    )
     scanned(summary, dry_run=ctx.dry_run)
     return summary

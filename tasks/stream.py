@@ -60,9 +60,10 @@ from tasks import fetch, steplog
 from tasks.context import SyncContext
 from tasks.fetch import STREAMS, key_time, receiving_sections, since_with_overlap, time_key
 from tasks.push import PushResult, push_mapped
+from tasks.scan import ScanSummary, scan_during_merge
 from tasks.select import note_in_scope, select_won_deals
 from tasks.spill import Spill
-from tasks.twoway import TwoWay, sends
+from tasks.twoway import CurrentReader, TwoWay, sends
 
 log = logging.getLogger(__name__)
 
@@ -171,6 +172,8 @@ class StreamSummary:
         self.cursors: dict[str, bool] = {}  # stream → moved
         #: the most records the run held at once (kept bodies and pending licenses), a check
         self.peak_held = 0
+        #: the run's scan of Planhat, as far as the stream's merges did it (`StreamSync`)
+        self.scan: ScanSummary | None = None
 
 
 class StreamSync:
@@ -187,6 +190,7 @@ class StreamSync:
         run_id: str,
         full: bool,
         chunk: int = CHUNK,
+        scan: ScanSummary | None = None,
     ) -> None:
         self.pipedrive = pipedrive
         self.planhat = planhat
@@ -197,6 +201,14 @@ class StreamSync:
         self.chunk = chunk
         self.dry_run = mappings.dry_run
         self.summary = StreamSummary()
+        #: a merge that reads Planhat's whole list of a kind the run's scan (which follows)
+        #: has to read does that scan in the same read (`tasks.scan.scan_during_merge`)
+        self.read_current: CurrentReader | None = None
+        if scan is not None:
+            self.summary.scan = scan
+            self.read_current = scan_during_merge(
+                pipedrive, planhat, store, mappings, scan, run_id=run_id
+            )
         linked = store.linked_pipedrive_ids("organization")
         self.licensed: set[int] = store.linked_pipedrive_ids("deal")
         #: organization id → Planhat company `_id` (the links, then this run's companies)
@@ -272,7 +284,9 @@ class StreamSync:
         are let go once mapped, unless the merge needs them: a chunk is in memory once.
         `held`: the records the chunk stands for (default: `records`)."""
         held = len(records) if held is None else held
-        twoway = TwoWay.for_push(self.pipedrive, self.planhat, self.mappings, object_type, records)
+        twoway = TwoWay.for_push(
+            self.pipedrive, self.planhat, self.mappings, object_type, records, self.read_current
+        )
         if twoway is None:
             records.clear()
         result = push_mapped(
@@ -573,10 +587,15 @@ def stream_sync(
     overlap_s: int = 0,
     chunk: int = CHUNK,
     depth: int = QUEUE_PAGES,
+    scan: ScanSummary | None = None,
 ) -> StreamSummary:
     """The incremental sync (`full`: the backfill) as a stream (see the module docstring).
-    Every record's action is in the store's run log (`run_id`) when this returns."""
-    run = StreamSync(pipedrive, planhat, store, mappings, run_id=run_id, full=full, chunk=chunk)
+    Every record's action is in the store's run log (`run_id`) when this returns. `scan`: the
+    scan of Planhat that follows this stream in the run, which a merge may begin
+    (`tasks.scan.scan_during_merge`); it is the summary's `scan`."""
+    run = StreamSync(
+        pipedrive, planhat, store, mappings, run_id=run_id, full=full, chunk=chunk, scan=scan
+    )
     readers: dict[str, PageReader] = {}
     for section in receiving_sections(mappings):
         stream = STREAMS[section]
@@ -621,7 +640,9 @@ def stream_sync(
 @task(name="read, select and write, streamed", cache_policy=NO_CACHE)
 def stream_sync_task(ctx: SyncContext, run_id: str, full: bool) -> StreamSummary:
     """Every receiving section since its cursor (minus the overlap), or everything (`full`),
-    read, selected and written to Planhat together, in chunks."""
+    read, selected and written to Planhat together, in chunks. The scan of Planhat that
+    follows (`tasks.scan.scan_planhat_task`) takes over the summary's `scan`: a merge may
+    have begun it."""
     summary = stream_sync(
         ctx.pipedrive,
         ctx.planhat,
@@ -630,6 +651,7 @@ def stream_sync_task(ctx: SyncContext, run_id: str, full: bool) -> StreamSummary
         run_id=run_id,
         full=full,
         overlap_s=ctx.settings.integration.incremental.overlap_seconds,
+        scan=ScanSummary(),
     )
     steplog.streamed(summary, full=full, dry_run=ctx.dry_run)
     return summary

@@ -24,7 +24,7 @@ is not. Each write is a run-log action of the object type `<entity>_sent`
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -228,6 +228,19 @@ def write_pipedrive(
     return outcome
 
 
+def reads_whole_list(kind: Kind, wanted: Sequence[tuple[str, str | None]]) -> bool:
+    """Whether `read_planhat_current` reads Planhat's whole list of the kind for these
+    records (companies, more than `COMPANIES_ONE_BY_ONE`): a scan of that kind costs the same."""
+    return (
+        kind.planhat_model == "companies"
+        and len({planhat_id for planhat_id, _ in wanted}) > COMPANIES_ONE_BY_ONE
+    )
+
+
+#: how a merge reads Planhat's current records: (kind, (`_id`, company `_id`) pairs) → by `_id`
+CurrentReader = Callable[[Kind, Sequence[tuple[str, str | None]]], dict[str, Record]]
+
+
 def read_planhat_current(
     planhat: PlanhatClient,
     mappings: Mappings,
@@ -243,7 +256,7 @@ def read_planhat_current(
     select = planhat_fields(mappings, kind.planhat)
     found: dict[str, Record] = {}
     if kind.planhat_model == "companies":
-        if len(ids) <= COMPANIES_ONE_BY_ONE:
+        if not reads_whole_list(kind, wanted):
             for planhat_id in sorted(ids):
                 try:
                     found[planhat_id] = planhat.get("companies", planhat_id)
@@ -327,6 +340,7 @@ class TwoWay:
         mappings: Mappings,
         object_type: str,
         records: Iterable[Mapping[str, Any]],
+        read_current: CurrentReader | None = None,
     ) -> None:
         self.pipedrive = pipedrive
         self.planhat = planhat
@@ -339,6 +353,10 @@ class TwoWay:
             r["id"]: r for r in records if isinstance(r.get("id"), int)
         }  # Pipedrive id → the raw record
         self.requests = 0
+        #: Planhat's current records for a merge (default: `read_planhat_current`)
+        self.read_current: CurrentReader = read_current or (
+            lambda kind, wanted: read_planhat_current(planhat, mappings, kind, wanted)
+        )
 
     @classmethod
     def for_push(
@@ -348,11 +366,12 @@ class TwoWay:
         mappings: Mappings,
         object_type: str,
         records: Iterable[Mapping[str, Any]],
+        read_current: CurrentReader | None = None,
     ) -> TwoWay | None:
         """A `TwoWay` when this kind sends in these settings, else None."""
         if not sends(mappings, object_type):
             return None
-        return cls(pipedrive, planhat, mappings, object_type, records)
+        return cls(pipedrive, planhat, mappings, object_type, records, read_current)
 
     def merge(
         self,
@@ -376,7 +395,7 @@ class TwoWay:
         if not chosen:
             return []
         wanted = [(known[pos], plans[pos].now.get("companyId")) for pos in chosen]
-        current = read_planhat_current(self.planhat, self.mappings, self.kind, wanted)
+        current = self.read_current(self.kind, wanted)
         obj = self.kind.planhat
         actions: list[RunAction] = []
         writes: list[PipedriveWrite] = []
@@ -433,6 +452,7 @@ class TwoWay:
 
 __all__ = [
     "COMPANIES_ONE_BY_ONE",
+    "CurrentReader",
     "HEAD_FIELDS",
     "PipedriveWrite",
     "Plan",
@@ -443,6 +463,7 @@ __all__ = [
     "merge_pair",
     "planhat_fields",
     "read_planhat_current",
+    "reads_whole_list",
     "sends",
     "write_pipedrive",
 ]

@@ -27,8 +27,8 @@ from sandbox.data import generate
 from store import StateStore
 from store.records import RunAction
 from tasks.push import PushResult, push_mapped
-from tasks.scan import ScanSummary, scan_planhat
-from tasks.twoway import TwoWay
+from tasks.scan import ScanSummary, scan_during_merge, scan_planhat
+from tasks.twoway import COMPANIES_ONE_BY_ONE, TwoWay
 
 ORG = 1  # Müller & Søn GmbH, in Hamburg, with a website
 
@@ -115,15 +115,30 @@ class World:
         company["updatedAt"] = planhat
 
     # -- runs ------------------------------------------------------------------------------------
-    def receive(self, *org_ids: int, force: bool = False) -> PushResult:
-        """What a deal notification, the stream or a resync does with these organizations."""
+    def receive(
+        self, *org_ids: int, force: bool = False, scan: ScanSummary | None = None
+    ) -> PushResult:
+        """What a deal notification, the stream or a resync does with these organizations;
+        `scan`: the run's scan follows, and a merge may begin it (as the stream's do)."""
         orgs = list(self.pipedrive.iter_organizations(ids=org_ids or (ORG,)))
+        reader = None
+        if scan is not None:
+            self.store.log_actions("run", [])  # the run exists
+            reader = scan_during_merge(
+                self.pipedrive,  # type: ignore[arg-type]  # fakes at the client seam
+                self.planhat,  # type: ignore[arg-type]
+                self.store,
+                self.mappings,
+                scan,
+                run_id="run",
+            )
         twoway = TwoWay.for_push(
-            self.pipedrive,  # type: ignore[arg-type]  # fakes at the client seam
+            self.pipedrive,  # type: ignore[arg-type]
             self.planhat,  # type: ignore[arg-type]
             self.mappings,
             "organization",
             orgs,
+            reader,
         )
         result = push_mapped(
             self.planhat,  # type: ignore[arg-type]
@@ -161,7 +176,7 @@ class World:
             ),
         )
 
-    def scan(self) -> ScanSummary:
+    def scan(self, begun: ScanSummary | None = None) -> ScanSummary:
         self.store.log_actions("run", [])  # the run exists
         return scan_planhat(
             self.pipedrive,  # type: ignore[arg-type]
@@ -169,6 +184,7 @@ class World:
             self.store,
             self.mappings,
             run_id="run",
+            summary=begun,
         )
 
     def logged(self) -> list[RunAction]:
@@ -228,6 +244,36 @@ def test_a_pipedrive_change_to_one_field_never_reverts_a_planhat_edit_to_another
     world.edit_pipedrive(address={**world.org()["address"], "locality": "Lübeck"})
     world.receive()
     assert world.company()["name"] == "Renamed again" and world.company()["city"] == "Lübeck"
+
+
+def test_a_merge_that_reads_every_company_does_the_runs_scan_in_the_same_read(
+    world: World,
+) -> None:
+    """An incremental run whose organizations changed in number merges them with Planhat's
+    whole company list, which the run's scan then read again (issue 14): now the scan is done
+    in the merge's read, and each side's edits still reach the other, once."""
+    changed = list(range(1, COMPANIES_ONE_BY_ONE + 3))  # too many to read one by one
+    other = COMPANIES_ONE_BY_ONE + 3  # linked, unchanged in Pipedrive: only the scan sees it
+    world.receive(*changed, other)
+    for org_id in changed:
+        world.edit_pipedrive(org_id, website=f"https://org{org_id}.example")
+    world.edit_planhat(ORG, name="Renamed in Planhat")  # one of the merge's records
+    world.edit_planhat(other, name="Renamed in Planhat too")  # the scan's
+    world.reset_counters()
+    scan = ScanSummary()
+    world.receive(*changed, scan=scan)
+    world.scan(scan)
+    assert world.planhat.calls["GET /companies"] == 1  # one read of the list, not two
+    assert scan.done == {"organization"} and scan.scanned["organization"] == len(changed) + 1
+    assert world.org(ORG)["name"] == "Renamed in Planhat"  # by the merge
+    assert world.org(other)["name"] == "Renamed in Planhat too"  # by the scan
+    assert world.pipedrive.writes() == 2  # each once
+    assert all(world.company(o)["web"] == f"https://org{o}.example" for o in changed)
+    assert scan.changed["organization"] == 1  # `other`: the merge's own are not the scan's
+    world.reset_counters()  # settled: nothing more either way
+    world.receive(*changed, other)
+    world.scan()
+    assert world.pipedrive.writes() == 0 and planhat_writes(world) == 0
 
 
 def test_a_resync_never_reverts_a_planhat_edit(world: World) -> None:
