@@ -29,7 +29,10 @@ it:
    through Pipedrive's API (every 100th record read by the floor: a deal's title, an
    organization's or person's name, a note's content; the burst limit lifted meanwhile), then
    runs `pdsync sync` (without `--full`) the same way and counts its calls against the
-   minimum: per list Σ max(1, ceil(changed/500)) pages + the account lists + the scan of
+   minimum: per list Σ max(1, ceil(n/500)) pages, n the records a read from the list's cursor
+   minus the settings' overlap (`overlap_seconds`) returns (the changed ones, and those the
+   backfill read last, within the overlap: every correct read returns them again; counted
+   through the API before the run) + the account lists + the scan of
    Planhat's companies (ceil(n/5000); the sandbox settings send organizations) + Σ
    ceil(n/5000) upserts of the Planhat records whose content changed (dumps compared).
 
@@ -58,11 +61,13 @@ import contextlib
 import json
 import math
 import os
+import sqlite3
 import subprocess
 import sys
 import tempfile
 import time
 from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -137,6 +142,9 @@ class Run:
     #: the incremental step: records changed per stream, Planhat records changed per model,
     #: and the `pdsync sync` that followed (its figures in a Run of its own)
     changed: dict[str, int] = field(default_factory=dict)
+    #: records the incremental read must return: updated since the cursor minus the overlap
+    #: (the changed ones, and the backfill's newest, read again at the boundary)
+    to_read: dict[str, int] = field(default_factory=dict)
     planhat_changed: dict[str, int] = field(default_factory=dict)
     scan_pages: int = 0  # the backfill's scan of Planhat's companies: ceil(companies/5000)
     incremental_scan_pages: int = 0
@@ -172,9 +180,11 @@ class Run:
 
     @property
     def incremental_minimum(self) -> int:
-        """One page at least per list read, the account lists, the scan of Planhat's companies
-        (the sandbox settings send organizations) and the upserts of what changed in Planhat."""
-        pages = sum(max(1, math.ceil(self.changed.get(n, 0) / PAGE_SIZE)) for n, _, _ in STREAMS)
+        """One page at least per list read (of what a read from the cursor minus the overlap
+        returns), the account lists, the scan of Planhat's companies (the sandbox settings send
+        organizations) and the upserts of what changed in Planhat."""
+        read = {n: max(self.changed.get(n, 0), self.to_read.get(n, 0)) for n, _, _ in STREAMS}
+        pages = sum(max(1, math.ceil(read[n] / PAGE_SIZE)) for n, _, _ in STREAMS)
         upserts = sum(math.ceil(n / BULK_SIZE) for n in self.planhat_changed.values())
         return pages + ACCOUNT_LISTS + self.incremental_scan_pages + upserts
 
@@ -497,6 +507,45 @@ def planhat_contents(admin: httpx.Client, ph_url: str) -> dict[str, dict[str, by
     return contents
 
 
+def records_to_read(api: httpx.Client, settings: Path) -> dict[str, int]:
+    """Per list, the records an incremental read must return: those updated since its cursor
+    (in the store the backfill left) minus the settings' overlap, whole seconds, as pdsync
+    asks (`updated_since`). Counted through the API before the counters are reset."""
+    data = yaml.safe_load((settings / "integration.yaml").read_text())
+    overlap = int((data.get("incremental") or {}).get("overlap_seconds", 300))
+    with sqlite3.connect(settings / "state.db") as db:
+        cursors = dict(db.execute("SELECT stream, value FROM cursors").fetchall())
+    counts: dict[str, int] = {}
+    for name, path, paging in STREAMS:
+        if name not in cursors:
+            continue
+        value = datetime.fromisoformat(str(cursors[name]).replace(" ", "T"))
+        since = (value.replace(tzinfo=value.tzinfo or UTC) - timedelta(seconds=overlap)).replace(
+            microsecond=0
+        )
+        params: dict[str, Any] = {
+            "limit": PAGE_SIZE,
+            "updated_since": since.strftime("%Y-%m-%dT%H:%M:%SZ"),
+        }
+        total, cursor, start = 0, None, 0
+        while True:
+            page = {**params, **({"cursor": cursor} if cursor else {"start": start})}
+            body = api.get(path, params=page).raise_for_status().json()
+            total += len(body.get("data") or [])
+            more = body.get("additional_data") or {}
+            if paging == "cursor":
+                cursor = more.get("next_cursor")
+                if not cursor:
+                    break
+            else:
+                pagination = more.get("pagination") or {}
+                if not pagination.get("more_items_in_collection"):
+                    break
+                start = int(pagination.get("next_start", start + PAGE_SIZE))
+        counts[name] = total
+    return counts
+
+
 def incremental(
     args: argparse.Namespace,
     run: Run,
@@ -523,6 +572,7 @@ def incremental(
                 payload = {k: v.format(id=record_id) for k, v in body.items()}
                 api.request(method, path.format(id=record_id), json=payload).raise_for_status()
             run.changed[name] = len(ids.get(name, []))
+        run.to_read = records_to_read(api, workdir / "settings")
     if limited:
         admin.put(f"{pd_url}/_sandbox/ratelimit", json={"burst": args.burst})
     admin.delete(f"{pd_url}/_sandbox/ratelimit").raise_for_status()
@@ -661,7 +711,8 @@ def report(args: argparse.Namespace, runs: list[Run]) -> None:
         inc = r.incremental
         if inc is not None:
             print(
-                f"  incremental (1 % changed: {json.dumps(r.changed)}; changed in Planhat: "
+                f"  incremental (1 % changed: {json.dumps(r.changed)}; to read from the cursors"
+                f" minus the overlap: {json.dumps(r.to_read)}; changed in Planhat: "
                 f"{json.dumps(r.planhat_changed)}): exit {inc.exit_code}, {inc.wall_s:.1f} s wall,"
                 f" {inc.cpu_s:.1f} s CPU, {inc.peak_rss_mib:.0f} MiB; calls {inc.calls} vs "
                 f"minimum {r.incremental_minimum}"
