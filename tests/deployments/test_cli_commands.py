@@ -105,6 +105,7 @@ def test_a_settings_directory_that_does_not_exist_is_a_usage_error(tmp_path: Pat
     assert "no such directory" in err
 
 
+@pytest.mark.slow  # a process of its own
 def test_the_console_script_is_installed() -> None:
     script = Path(sys.executable).parent / "pdsync"
     assert script.exists(), "pip install -e . installs the pdsync script"
@@ -369,6 +370,7 @@ def test_sandbox_ports_and_tokens_come_from_the_settings(
     assert given == ["--planhat-port", "8712", "--pipedrive-port", "0", "--pipedrive-token=x"]
 
 
+@pytest.mark.slow  # a process of its own
 def test_sandbox_passes_its_flags_through_and_stops_on_sigint() -> None:
     env = {**os.environ, "PYTHONUNBUFFERED": "1"}
     process = subprocess.Popen(

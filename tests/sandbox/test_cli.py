@@ -1,4 +1,5 @@
-"""`python -m sandbox`: the command line that scripts and benchmarks rely on."""
+"""`python -m sandbox`: the command line that scripts and benchmarks rely on. Each test starts
+the sandbox as a process of its own (about a second each): the slow tier."""
 
 from __future__ import annotations
 
@@ -10,6 +11,8 @@ import sys
 
 import httpx
 import pytest
+
+pytestmark = pytest.mark.slow  # processes of their own
 
 
 def _start(*flags: str) -> tuple[subprocess.Popen[str], dict]:
