@@ -20,8 +20,9 @@ licenses → deals, notes → notes), in the order of writing:
    its last synced value, so the next scan tries again.
 
 In an incremental run, the stream's merge of many changed companies reads Planhat's whole
-company list (`tasks.twoway.read_planhat_current`); the companies' scan is then done in that
-read (`scan_during_merge`), the merge's own records handed to the merge, and not read again.
+company list (`tasks.twoway.read_planhat_current`); the companies' scan reads its pages then
+(`scan_during_merge`): the merge's own records go to the merge, and what the scan finds in
+the others waits for the scan's turn after the stream (`Waiting`). The list is read once.
 
 Records Planhat holds without a `sourceId` (created in Planhat) become Pipedrive records, once
 (`tasks.create`: companies, and end users and notes of companies paired with Pipedrive); a
@@ -84,6 +85,7 @@ class ScanSummary:
         self.planhat_writes: Counter[str] = Counter()  # bulk upserts
         self.pipedrive_calls: Counter[str] = Counter()  # reads by id and writes
         self.done: set[str] = set()  # kinds scanned (a kind is scanned once a run)
+        self.waiting: dict[str, Waiting] = {}  # kinds scanned in a merge's read: to act on
 
 
 def _pages(records: Iterable[Record], size: int) -> Iterator[list[Record]]:
@@ -111,8 +113,22 @@ def _changed_in_planhat(
     return False
 
 
+class Waiting:
+    """What a scan done in a merge's read (`scan_during_merge`) found, for after the stream:
+    the records created in Planhat, and those changed there, each with its link's hash as it
+    was read. Acted on then, not mid-stream, where records read from Pipedrive but not yet
+    written would be merged again from a stale copy. Planhat's changes since the last sync
+    only, so few: a bulk edit in Planhat would hold its records here (the fields the rules
+    name) until the stream ends."""
+
+    def __init__(self) -> None:
+        self.born: list[Record] = []
+        self.changed: dict[int, tuple[Record, str | None]] = {}
+
+
 class PlanhatScan:
-    """One scan's work for one kind, page by page."""
+    """One scan's work for one kind, page by page (or, in a merge's read, for later:
+    `waiting`)."""
 
     def __init__(
         self,
@@ -123,6 +139,7 @@ class PlanhatScan:
         kind: Kind,
         summary: ScanSummary,
         run_id: str,
+        waiting: Waiting | None = None,
     ) -> None:
         self.pipedrive = pipedrive
         self.planhat = planhat
@@ -132,6 +149,8 @@ class PlanhatScan:
         self.summary = summary
         self.run_id = run_id
         self.dry_run = mappings.dry_run
+        #: set: the pages' findings wait there for `settle` (a scan in a merge's read)
+        self.waiting = waiting
 
     def run(self, hand_over: Collection[str] = frozenset()) -> dict[str, Record]:
         """Scan the kind's whole list. The records whose `_id` is in `hand_over` are not
@@ -174,7 +193,10 @@ class PlanhatScan:
             by_source.setdefault(pipedrive_id, record)
         if born:
             summary.unsourced[kind.pipedrive] += len(born)
-            self.create(born)
+            if self.waiting is not None:
+                self.waiting.born += born
+            else:
+                self.create(born)
         links = self.store.links_for(kind.pipedrive, sorted(by_source))
         candidates: dict[int, Record] = {}
         for pipedrive_id, record in by_source.items():
@@ -187,7 +209,35 @@ class PlanhatScan:
         if not candidates:
             return
         summary.changed[kind.pipedrive] += len(candidates)
+        if self.waiting is not None:
+            for pipedrive_id, record in candidates.items():
+                link = links.get(pipedrive_id)
+                digest = link.values_hash if link is not None else None
+                self.waiting.changed[pipedrive_id] = (record, digest)
+            return
         self.merge(candidates, links)
+
+    def settle(self, waiting: Waiting) -> None:
+        """Act on what a scan in a merge's read found, now that the stream is written: create
+        the records born in Planhat, and merge the changed ones whose link is as it was when
+        they were read (a link written since was merged by the stream, with Planhat's record
+        read then: that one is newer)."""
+        kind = self.kind
+        if waiting.born:
+            self.create(waiting.born)
+        ids = sorted(waiting.changed)
+        size = PAGE_MAX.get(kind.planhat_model, PAGE_MAX_DEFAULT)
+        for start in range(0, len(ids), size):
+            chunk = ids[start : start + size]
+            links = self.store.links_for(kind.pipedrive, chunk)
+            still: dict[int, Record] = {}
+            for pipedrive_id in chunk:
+                record, digest = waiting.changed[pipedrive_id]
+                link = links.get(pipedrive_id)
+                if (link.values_hash if link is not None else None) == digest:
+                    still[pipedrive_id] = record
+            if still:
+                self.merge(still, links)
 
     def create(self, records: list[Record]) -> None:
         """Records created in Planhat become Pipedrive records, once (`tasks.create`)."""
@@ -352,9 +402,15 @@ def scan_planhat(
     it has done (`scan_during_merge`) are not read again."""
     summary = summary if summary is not None else ScanSummary()
     for kind in KINDS:
-        if sends(mappings, kind.pipedrive) and kind.pipedrive not in summary.done:
+        if not sends(mappings, kind.pipedrive):
+            continue
+        scan = PlanhatScan(pipedrive, planhat, store, mappings, kind, summary, run_id)
+        waiting = summary.waiting.pop(kind.pipedrive, None)
+        if waiting is not None:
+            scan.settle(waiting)
+        elif kind.pipedrive not in summary.done:
             summary.scanned[kind.pipedrive] += 0  # scanned, even if Planhat holds none
-            PlanhatScan(pipedrive, planhat, store, mappings, kind, summary, run_id).run()
+            scan.run()
     return summary
 
 
@@ -369,14 +425,17 @@ def scan_during_merge(
 ) -> CurrentReader:
     """A merge's reader of Planhat's current records (`tasks.twoway.TwoWay`) for a run whose
     scan follows (`summary` is that scan's): when the merge would read Planhat's whole list of
-    a kind the scan has still to read, the scan of that kind is done in the same read, and the
-    merge's records are handed to the merge. The run then reads that list once, not twice."""
+    a kind the scan has still to read, the scan of that kind reads it in the same pages: the
+    merge's records are handed to the merge, and what the scan finds in the others waits
+    (`Waiting`) for the scan's turn after the stream (`scan_planhat`). The run then reads
+    that list once, not twice."""
 
     def read_current(kind: Kind, wanted: Sequence[tuple[str, str | None]]) -> dict[str, Record]:
         if kind.pipedrive in summary.done or not reads_whole_list(kind, wanted):
             return read_planhat_current(planhat, mappings, kind, wanted)
         summary.scanned[kind.pipedrive] += 0
-        scan = PlanhatScan(pipedrive, planhat, store, mappings, kind, summary, run_id)
+        waiting = summary.waiting[kind.pipedrive] = Waiting()
+        scan = PlanhatScan(pipedrive, planhat, store, mappings, kind, summary, run_id, waiting)
         return scan.run(hand_over={planhat_id for planhat_id, _ in wanted})
 
     return read_current

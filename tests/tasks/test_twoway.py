@@ -116,11 +116,20 @@ class World:
 
     # -- runs ------------------------------------------------------------------------------------
     def receive(
-        self, *org_ids: int, force: bool = False, scan: ScanSummary | None = None
+        self,
+        *org_ids: int,
+        force: bool = False,
+        scan: ScanSummary | None = None,
+        read: list[dict[str, Any]] | None = None,
     ) -> PushResult:
         """What a deal notification, the stream or a resync does with these organizations;
-        `scan`: the run's scan follows, and a merge may begin it (as the stream's do)."""
-        orgs = list(self.pipedrive.iter_organizations(ids=org_ids or (ORG,)))
+        `scan`: the run's scan follows, and a merge may begin it (as the stream's do); `read`:
+        the organizations as read earlier (the stream's read-ahead), not now."""
+        orgs = (
+            read
+            if read is not None
+            else list(self.pipedrive.iter_organizations(ids=org_ids or (ORG,)))
+        )
         reader = None
         if scan is not None:
             self.store.log_actions("run", [])  # the run exists
@@ -274,6 +283,43 @@ def test_a_merge_that_reads_every_company_does_the_runs_scan_in_the_same_read(
     world.receive(*changed, other)
     world.scan()
     assert world.pipedrive.writes() == 0 and planhat_writes(world) == 0
+
+
+@pytest.mark.parametrize(
+    ("policy", "kept"), [("planhat_wins", "Planhat"), ("pipedrive_wins", "Pipedrive")]
+)
+def test_what_the_scan_finds_in_a_merges_read_waits_for_the_stream_to_be_written(
+    tmp_path: Path, policy: str, kept: str
+) -> None:
+    """A record the stream has read but not yet written, changed on both sides: the scan in
+    an earlier chunk's merge must not merge it then (the stream's copy, older than that
+    merge's write, would undo it), nor after the stream from the page it read then (older
+    than what the stream's own merge of it wrote)."""
+    world = World(tmp_path, policy=policy)
+    try:
+        first = list(range(1, COMPANIES_ONE_BY_ONE + 3))
+        later = COMPANIES_ONE_BY_ONE + 3
+        world.receive(*first, later)
+        for org_id in first:
+            world.edit_pipedrive(org_id, website=f"https://org{org_id}.example")
+        world.edit_pipedrive(later, name="Pipedrive's name")
+        world.edit_planhat(later, name="Planhat's name")
+        read_ahead = list(world.pipedrive.iter_organizations(ids=[later]))
+        world.reset_counters()
+        scan = ScanSummary()
+        world.receive(*first, scan=scan)  # its merge reads every company: the scan's pages
+        world.receive(read=read_ahead, scan=scan)  # the stream's next chunk
+        world.scan(scan)
+        assert world.org(later)["name"] == f"{kept}'s name"  # the policy, on both sides
+        assert world.company(later)["name"] == f"{kept}'s name"
+        assert world.pipedrive.writes() == (1 if kept == "Planhat" else 0)
+        assert len([a for a in world.logged() + world.actions if a.action == "conflict"]) == 1
+        world.reset_counters()  # settled
+        world.receive(*first, later)
+        world.scan()
+        assert world.pipedrive.writes() == 0 and planhat_writes(world) == 0
+    finally:
+        world.close()
 
 
 def test_a_resync_never_reverts_a_planhat_edit(world: World) -> None:
