@@ -218,6 +218,9 @@ class StreamSync:
             if link.planhat_id
         }
         self.company_orgs: set[int] = set(linked)
+        #: organizations with a link (before the run, or written by it): the only ones a merge
+        #: can need the Pipedrive record of
+        self.linked_orgs: set[int] = set(linked)
         self.fresh: set[str] = set()  # companies this run created
         self.deal_orgs: dict[int, int] = {}
         self.person_orgs: dict[int, int] = {}
@@ -282,12 +285,16 @@ class StreamSync:
         """One chunk to Planhat (and, both ways, its merge with Planhat's side), its actions to
         the run log at once. `records` (the chunk's Pipedrive records, the caller's only copy)
         are let go once mapped, unless the merge needs them: a chunk is in memory once.
-        `held`: the records the chunk stands for (default: `records`)."""
+        `held`: the records the chunk stands for (default: `records`). Of a chunk of
+        organizations only the linked ones are kept for the merge (a backfill's are new)."""
         held = len(records) if held is None else held
+        needed = records  # by a merge: only linked records are merged (`TwoWay.merge`)
+        if object_type == "organization":
+            needed = [r for r in records if r.get("id") in self.linked_orgs]
         twoway = TwoWay.for_push(
-            self.pipedrive, self.planhat, self.mappings, object_type, records, self.read_current
+            self.pipedrive, self.planhat, self.mappings, object_type, needed, self.read_current
         )
-        if twoway is None:
+        if twoway is None or needed is not records:
             records.clear()
         result = push_mapped(
             self.planhat,
@@ -445,6 +452,7 @@ class StreamSync:
         result = self.push("organization", organization_to_company(orgs, self.mappings), orgs)
         del orgs
         self.company_ids.update(result.planhat_ids)
+        self.linked_orgs.update(result.planhat_ids)
         self.fresh |= result.created
         self.pending.release(result.planhat_ids)
         self.flush_licenses(final=False)
