@@ -286,6 +286,16 @@ class StateStore:
                     found[row.planhat_id] = self._link(row)
         return found
 
+    def linked_planhat_ids(self, object_type: str) -> dict[int, str | None]:
+        """Every link of this object type as Pipedrive id → Planhat id (None when not known):
+        an id map, without the synced values (a streamed run starts from it)."""
+        object_type = check_object_type(object_type)
+        with self._engine.connect() as conn:
+            query = sa.select(links.c.pipedrive_id, links.c.planhat_id).where(
+                links.c.object_type == object_type
+            )
+            return {pipedrive_id: planhat_id for pipedrive_id, planhat_id in conn.execute(query)}
+
     def linked_pipedrive_ids(self, object_type: str) -> set[int]:
         """Every Pipedrive id of this object type that has a link (e.g. the organizations whose
         persons and notes an incremental run keeps current)."""

@@ -209,13 +209,11 @@ class StreamSync:
             self.read_current = scan_during_merge(
                 pipedrive, planhat, store, mappings, scan, run_id=run_id
             )
-        linked = store.linked_pipedrive_ids("organization")
+        linked = store.linked_planhat_ids("organization")
         self.licensed: set[int] = store.linked_pipedrive_ids("deal")
         #: organization id → Planhat company `_id` (the links, then this run's companies)
         self.company_ids: dict[int, str] = {
-            org_id: link.planhat_id
-            for org_id, link in store.links_for("organization", linked).items()
-            if link.planhat_id
+            org_id: planhat_id for org_id, planhat_id in linked.items() if planhat_id
         }
         self.company_orgs: set[int] = set(linked)
         #: organizations with a link (before the run, or written by it): the only ones a merge

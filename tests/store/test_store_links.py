@@ -95,6 +95,15 @@ def test_a_planhat_id_linked_elsewhere_is_refused_and_reported(store: StateStore
     assert links[1].values == {"name": "A"}
 
 
+def test_the_id_map_of_an_object_type_names_each_links_planhat_id_or_none(
+    store: StateStore,
+) -> None:
+    store.upsert_links("organization", [LinkRow(7, None, {"v": 1}), LinkRow(8, "ph-8", {})])
+    store.upsert_links("deal", [LinkRow(9, "ph-9", {})])
+    assert store.linked_planhat_ids("organization") == {7: None, 8: "ph-8"}
+    assert store.linked_planhat_ids("person") == {}
+
+
 def test_object_types_are_separate_and_within_a_batch_the_last_row_wins(
     store: StateStore,
 ) -> None:
@@ -109,6 +118,7 @@ def test_object_types_are_separate_and_within_a_batch_the_last_row_wins(
     assert store.links_for("deal", [5])[5].values == {"v": 1}
     assert store.links_for("note", [5])[5].values == {"v": "last"}
     assert store.linked_pipedrive_ids("note") == {5}
+    assert store.linked_planhat_ids("note") == {5: "ph-x"}
     assert store.count_links() == 2
 
 
