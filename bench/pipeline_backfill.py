@@ -16,10 +16,15 @@ it:
    SQLite store, the token environment variables those settings name, and `PREFECT_API_URL` set
    to one local Prefect server the bench starts before any timing (so no run pays Prefect's
    start-up). It measures the process's wall time (start-up and imports included), its CPU time
-   (user + sys, from `os.wait4` of that very process) and its peak RSS (`VmHWM` of
-   /proc/<pid>/status, polled every 50 ms, and `ru_maxrss` from `os.wait4`: both belong to the
-   pdsync process alone, not to the sandbox or the Prefect server). The CPU the sandbox and the
-   Prefect server spent meanwhile is shown too (they share the machine's cores);
+   (user + sys, from `os.wait4` of that very process) and its peak RSS: `VmHWM` of
+   /proc/<pid>/status, the kernel's high-water mark of the process's own memory since it
+   started, polled every 20 ms until it exits (it only rises, so a poll misses at most the
+   last 20 ms). Not `ru_maxrss`: a child spawned by vfork (as `subprocess` does) shares its
+   parent's memory until it execs, and Linux keeps that memory's high-water mark as the
+   child's, so after a large step the bench's own memory showed as pdsync's (345 MiB against a
+   VmHWM of 166 in one incremental run); it is printed beside, for reference. The CPU the
+   sandbox and the Prefect server spent meanwhile is shown too (they share the machine's
+   cores);
 4. reads both servers' request counters (`GET /_sandbox/counters`) and prints the API calls
    beside the minimum: Σ ceil(n/500) list pages of the four streams + the account lists
    (`ACCOUNT_LISTS`) + the scan of Planhat's companies that follows in the same run
@@ -95,6 +100,7 @@ STREAMS = (
 # (with their stages) and deal, organization and person fields; Planhat's users (team members).
 ACCOUNT_LISTS = 6
 UNLIMITED_BURST = 1_000_000
+RSS_POLL_S = 0.02  # VmHWM poll of the measured process
 GROWTH_BURST = 40
 BURST_WINDOW_S = 2.0
 PLANHAT_MODELS = ("companies", "endusers", "licenses", "conversations")
@@ -156,7 +162,8 @@ class Run:
 
     @property
     def peak_rss_mib(self) -> float:
-        return max(self.vmhwm_mib, self.maxrss_mib)
+        """The process's own high-water mark (`VmHWM`; see the module docstring)."""
+        return self.vmhwm_mib
 
     @property
     def cpu_s(self) -> float:
@@ -376,11 +383,11 @@ def run_backfill(
             if pid:
                 break
             peak = max(peak, vmhwm_mib(process.pid))
-            time.sleep(0.05)
+            time.sleep(RSS_POLL_S)
         run.wall_s = time.perf_counter() - started
     process.returncode = run.exit_code = os.waitstatus_to_exitcode(status)
     run.user_s, run.sys_s = usage.ru_utime, usage.ru_stime
-    run.maxrss_mib = usage.ru_maxrss / 1024  # KiB on Linux
+    run.maxrss_mib = usage.ru_maxrss / 1024  # KiB on Linux; from the parent's, see above
     run.vmhwm_mib = peak
     run.sandbox_cpu_s = process_cpu_s(watch[:1]) - others_before[0]
     run.prefect_cpu_s = process_cpu_s(watch[1:]) - others_before[1]
@@ -674,7 +681,7 @@ def report(args: argparse.Namespace, runs: list[Run]) -> None:
     legend = (
         "records: organizations + persons + deals + notes in the sandbox",
         "floor s: one httpx.Client reading all their pages (JSON-decoded), nothing else",
-        "wall s, CPU s (user + sys), RSS MiB (peak: VmHWM, ru_maxrss): the pdsync process alone;",
+        "wall s, CPU s (user + sys), RSS MiB (peak: VmHWM): the pdsync process alone;",
         f"  its start-up (a fresh interpreter importing the CLI, the flow and Prefect: "
         f"{args.import_s:.1f} s) is in every wall time",
         "PD / PH calls: requests the backfill made to the sandbox Pipedrive / Planhat; min = "
@@ -692,8 +699,8 @@ def report(args: argparse.Namespace, runs: list[Run]) -> None:
             f"records {json.dumps(r.floor_records)}"
         )
         print(
-            f"  pdsync: user {r.user_s:.1f} s + sys {r.sys_s:.1f} s; VmHWM {r.vmhwm_mib:.0f} MiB,"
-            f" ru_maxrss {r.maxrss_mib:.0f} MiB"
+            f"  pdsync: user {r.user_s:.1f} s + sys {r.sys_s:.1f} s; VmHWM {r.vmhwm_mib:.0f} MiB"
+            f" (ru_maxrss {r.maxrss_mib:.0f} MiB: at least the bench's own peak at the spawn)"
         )
         print(
             f"  calls {r.calls} vs minimum {r.minimum_calls} = {r.list_pages_min} list pages + "
