@@ -26,8 +26,10 @@ from store import StateStore
 from store.records import RunAction
 from tasks.fetch import Fetched, update_time
 from tasks.push import convert_and_push
+from tasks.scan import ScanSummary, scan_planhat
 from tasks.select import plan_scope, select_won_deals
 from tasks.stream import stream_sync
+from tasks.twoway import COMPANIES_ONE_BY_ONE
 
 PD, PH = generate("small", 7)
 MAPPINGS = compile_mappings(load_settings(SANDBOX_DIR), account_from_seed(PD, PH.users))
@@ -280,6 +282,41 @@ def test_an_incremental_run_after_the_backfill_writes_nothing(tmp_path: Path) ->
     orgless = {d["id"] for d in PD.deals if not d.get("org_id")}
     by_deal = [r["deal_id"] for r in pipedrive.note_reads if r.get("deal_id") is not None]
     assert not orgless & set(by_deal), sorted(orgless & set(by_deal))
+
+
+def test_an_incremental_merge_of_many_companies_reads_their_list_once_for_the_scan_too(
+    tmp_path: Path,
+) -> None:
+    """Organizations go both ways in the sandbox settings: a run whose changed organizations
+    are too many to read from Planhat one by one reads Planhat's company list for their merge,
+    and the scan after the stream reads no second copy of it (issue 14)."""
+    renamed: set[int] = set()
+
+    class Renaming(FakePipedrive):
+        def iter_organizations(self, **kw: Any) -> Iterator[Any]:
+            for org in super().iter_organizations(**kw):
+                yield (
+                    Tracked({**org, "name": f"{org['name']} (renamed)"})
+                    if org["id"] in renamed
+                    else org
+                )
+
+        def update_organization(self, *_: Any, **__: Any) -> Any:
+            raise AssertionError("only Pipedrive changed: nothing goes to Pipedrive")
+
+    planhat, pipedrive = FakePlanhat(), Renaming()
+    with StateStore(f"sqlite:///{tmp_path / 'stream.db'}") as store:
+        stream_sync(pipedrive, planhat, store, MAPPINGS, run_id="run-1", full=True)  # type: ignore[arg-type]
+        renamed |= {org for org, ph in store.linked_planhat_ids("organization").items() if ph}
+        assert len(renamed) > COMPANIES_ONE_BY_ONE
+        planhat.calls.clear()
+        scan = ScanSummary()
+        stream_sync(pipedrive, planhat, store, MAPPINGS, run_id="run-2", full=False, scan=scan)  # type: ignore[arg-type]
+        scan_planhat(pipedrive, planhat, store, MAPPINGS, run_id="run-2", summary=scan)  # type: ignore[arg-type]
+    assert planhat.calls["GET /companies"] == 1, planhat.calls
+    assert scan.done == {"organization"} and not scan.waiting
+    names = {c["sourceId"]: c["name"] for c in planhat.records("companies")}
+    assert all(names[str(org)].endswith("(renamed)") for org in renamed)
 
 
 def test_a_read_error_is_raised_in_the_writers_thread(tmp_path: Path) -> None:
