@@ -2,11 +2,11 @@
 page by page, with only id maps and the current pages in memory.
 
 * **Reading**: one reader thread per receiving stream lists it page by page (500 a page) into
-  a small bounded queue (`QUEUE_PAGES`); the writer, in the caller's thread, takes the streams
-  in the order of writing: deals, organizations, persons, notes. The streams are read one
-  after another in that order (each reader starts the next when its list is read), so that
-  Pipedrive's budget goes to the stream the writer needs first. A reader waits when its queue
-  is full; the Pipedrive client's limiter stays the only other wait.
+  a small bounded queue (`tasks.pages.PageReader`); the writer, in the caller's thread, takes
+  the streams in the order of writing: deals, organizations, persons, notes. The streams are
+  read one after another in that order (each reader starts the next when its list is read), so
+  that Pipedrive's budget goes to the stream the writer needs first. A reader waits when its
+  queue is full; the Pipedrive client's limiter stays the only other wait.
 * **Selecting** (the rules of `tasks.select.plan_scope`, record by record): won deals in a
   selected pipeline are kept as they pass (their ids and organizations in memory, the deals
   themselves on disk, `tasks.spill`); organizations, persons and notes are kept only when they
@@ -33,11 +33,9 @@ every list whole and nothing more.
 from __future__ import annotations
 
 import logging
-import queue
-import threading
 from collections import Counter
-from collections.abc import Callable, Iterable, Iterator
-from datetime import UTC, datetime
+from collections.abc import Iterable, Iterator
+from datetime import datetime
 from typing import Any
 
 from prefect import task
@@ -59,6 +57,7 @@ from store.records import RunAction
 from tasks import fetch, steplog
 from tasks.context import SyncContext
 from tasks.fetch import STREAMS, key_time, receiving_sections, since_with_overlap, time_key
+from tasks.pages import QUEUE_PAGES, PageReader
 from tasks.push import PushResult, push_mapped
 from tasks.scan import ScanSummary, scan_during_merge
 from tasks.select import note_in_scope, select_won_deals
@@ -71,88 +70,10 @@ Record = dict[str, Any]
 
 #: the most records one Planhat write carries (Planhat's bulk upsert limit)
 CHUNK = 5_000
-#: pages a reader may hold ahead of the writer, per stream
-QUEUE_PAGES = 4
 #: the order in which the writer takes the streams (and so the readers read them)
 WRITE_ORDER = ("deals", "organizations", "persons", "notes")
 #: the streams read by `update_time` ascending, whose cursor moves after each written chunk
 SORTED_STREAMS = ("organizations", "persons")
-
-_END = object()
-
-
-class _Failed:
-    def __init__(self, error: BaseException) -> None:
-        self.error = error
-
-
-class PageReader:
-    """One stream read page by page in its own thread, into a bounded queue."""
-
-    def __init__(
-        self, stream: str, open_records: Callable[[ReadStart], Iterable[Record]], depth: int
-    ) -> None:
-        self.stream = stream
-        #: our clock before the read; Pipedrive's (`start.at`) from its first answer
-        self.began = datetime.now(UTC)
-        self.start = ReadStart()
-        self._open = open_records
-        self._queue: queue.Queue[Any] = queue.Queue(maxsize=max(1, depth))
-        #: the reader to start when this one has read its stream (streams are read one after
-        #: another, in the order they are written: the budget goes to the stream needed first)
-        self.then: PageReader | None = None
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._run, name=f"read-{stream}", daemon=True)
-
-    def begin(self) -> PageReader:
-        self._thread.start()
-        return self
-
-    @property
-    def read_started(self) -> datetime:
-        return self.start.at if self.start.at is not None else self.began
-
-    def _put(self, item: Any) -> bool:
-        while not self._stop.is_set():
-            try:
-                self._queue.put(item, timeout=0.1)
-                return True
-            except queue.Full:
-                continue
-        return False
-
-    def _run(self) -> None:
-        try:
-            page: list[Record] = []
-            for record in self._open(self.start):
-                page.append(record)
-                if len(page) >= fetch.page_size():
-                    if not self._put(page):
-                        return
-                    page = []
-            if page and not self._put(page):
-                return
-            self._put(_END)
-        except BaseException as error:  # handed to the writer, which raises it
-            self._put(_Failed(error))
-        finally:
-            if self.then is not None and not self._stop.is_set():
-                self.then.begin()  # the next stream's read, now that this one's is done
-
-    def pages(self) -> Iterator[list[Record]]:
-        """The stream's pages in order; a read error is raised here, in the writer's thread."""
-        while True:
-            item = self._queue.get()
-            if item is _END:
-                return
-            if isinstance(item, _Failed):
-                raise item.error
-            yield item
-
-    def close(self) -> None:
-        self._stop.set()
-        if self._thread.ident is not None:
-            self._thread.join(timeout=30)
 
 
 class StreamSummary:
