@@ -137,9 +137,6 @@ class StreamSync:
             org_id: planhat_id for org_id, planhat_id in linked.items() if planhat_id
         }
         self.company_orgs: set[int] = set(linked)
-        #: organizations with a link (before the run, or written by it): the only ones a merge
-        #: can need the Pipedrive record of
-        self.linked_orgs: set[int] = set(linked)
         self.fresh: set[str] = set()  # companies this run created
         self.deal_orgs: dict[int, int] = {}
         self.person_orgs: dict[int, int] = {}
@@ -209,7 +206,8 @@ class StreamSync:
         held = len(records) if held is None else held
         needed = records  # by a merge: only linked records are merged (`TwoWay.merge`)
         if object_type == "organization":
-            needed = [r for r in records if r.get("id") in self.linked_orgs]
+            # linked organizations (before the run, or written by it) are `company_ids`' keys
+            needed = [r for r in records if r.get("id") in self.company_ids]
         twoway = TwoWay.for_push(
             self.pipedrive, self.planhat, self.mappings, object_type, needed, self.read_current
         )
@@ -371,7 +369,6 @@ class StreamSync:
         result = self.push("organization", organization_to_company(orgs, self.mappings), orgs)
         del orgs
         self.company_ids.update(result.planhat_ids)
-        self.linked_orgs.update(result.planhat_ids)
         self.fresh |= result.created
         self.pending.release(result.planhat_ids)
         self.flush_licenses(final=False)
