@@ -365,6 +365,7 @@ class HttpClient:
                 response = self._client.request(
                     method, url, params=query, content=content, headers=headers
                 )
+                _unbind(response)
             except httpx.TransportError as exc:
                 self.limiter.release(None)
                 self._log(method, path, type(exc).__name__, started, attempt)
@@ -622,6 +623,18 @@ class HttpClient:
             return (self.scrub(text[:_DETAIL_MAX]) or None), False
         detail = _error_text(body)
         return (self.scrub(detail[:_DETAIL_MAX]) if detail else None), False
+
+
+def _unbind(response: httpx.Response) -> None:
+    """Let the response be freed by reference counting once dropped. httpx 0.28 binds a
+    response's body stream back to the response (`BoundSyncStream._response`, to time it when
+    closed; encode/httpx#3733), so every response is a reference cycle that only the cyclic
+    garbage collector frees, with its body: a stream of pages kept several pages' bodies alive
+    between collections. `Client.request` has read the body and closed the stream: the back
+    reference has served, and is dropped."""
+    stream: Any = response.stream
+    if response.is_closed and getattr(stream, "_response", None) is response:
+        stream._response = None
 
 
 def _error_text(body: Any) -> str | None:

@@ -4,8 +4,10 @@ Cloudflare's HTML 403, and the DEBUG request log."""
 
 from __future__ import annotations
 
+import gc
 import logging
 import random
+import weakref
 from collections.abc import Callable
 
 import httpx
@@ -21,7 +23,7 @@ from clients import (
     RetryPolicy,
     UnavailableError,
 )
-from clients.http import RateLimiter, ServiceProfile
+from clients.http import HttpClient, RateLimiter, ServiceProfile
 
 MakePipedrive = Callable[..., PipedriveClient]
 MakePlanhat = Callable[..., PlanhatClient]
@@ -608,3 +610,28 @@ def test_a_429_whose_reset_is_already_0_backs_off_instead_of_hammering(
     )
     make_pipedrive(retry=RetryPolicy(backoff_base_s=1.0)).get_deal(1)
     assert 0.5 <= fake_time.sleeps[0] <= 1.0 and 1.0 <= fake_time.sleeps[1] <= 2.0
+
+
+# -- memory ---------------------------------------------------------------------------------------
+def test_a_response_is_freed_by_reference_counting_not_left_to_the_cycle_collector() -> None:
+    """httpx 0.28 makes every response a reference cycle (its body stream points back at it);
+    the client drops that back reference once the body is read, so a page's body goes when
+    its last reference does, not at the next cyclic collection."""
+    profile = ServiceProfile(name="Test", window_s=1.0)
+    client = HttpClient(
+        profile,
+        headers={},
+        secrets=(),
+        limiter=RateLimiter(profile, clock=lambda: 0.0, sleep=lambda _: None),
+        transport=httpx.MockTransport(lambda request: httpx.Response(200, json={"page": [1]})),
+    )
+    gc.disable()
+    try:
+        response = client.request("GET", "https://api.example.test/things")
+        assert client.json(response) == {"page": [1]}
+        alive = weakref.ref(response)
+        del response
+        assert alive() is None
+    finally:
+        gc.enable()
+        client.close()
