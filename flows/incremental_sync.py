@@ -7,7 +7,8 @@ companies' scan in that read, so the list is read once.
 
 The run is a stream (`tasks.stream`): each list is read page by page while what belongs in
 Planhat is mapped and written in chunks of up to 5,000, companies first; each chunk's actions go
-to the run log at once, and a stream's cursor moves only once the stream is fully written."""
+to the run log at once, and a stream's cursor moves only once the stream is fully written. The
+cyclic garbage collector is set for that many records while the run lasts (`tasks.gctune`)."""
 
 from __future__ import annotations
 
@@ -19,6 +20,7 @@ from prefect import flow
 from flows.common import finish, open_context_task, run_id
 from flows.params import SettingsDir, form
 from tasks.connect import check_webhook_task
+from tasks.gctune import bulk_gc
 from tasks.inbox import settle_notifications_task
 from tasks.report import report_logged_task
 from tasks.scan import scan_planhat_task
@@ -43,7 +45,7 @@ def incremental_sync(
 ) -> dict[str, Any]:
     started = datetime.now(UTC)
     ctx = open_context_task(settings_dir, fresh_account=True)
-    with finish(ctx):
+    with finish(ctx), bulk_gc():
         check_webhook_task(ctx.settings, ctx.pipedrive, ctx.store)
         run = run_id()
         streamed = stream_sync_task(ctx, run, full)
