@@ -16,6 +16,8 @@ stderr); 2 a usage or settings error (each problem as file:line:column: message)
 
 from __future__ import annotations
 
+import gc
+
 import typer
 
 from deployments.commands.check import check
@@ -56,7 +58,7 @@ app.command()(demo)
 
 
 def main(argv: list[str] | None = None) -> int:
-    """The `pdsync` console script."""
+    """Run one `pdsync` command line; its exit status."""
     try:
         app(args=argv, prog_name="pdsync", standalone_mode=True)
     except SystemExit as exc:
@@ -65,7 +67,17 @@ def main(argv: list[str] | None = None) -> int:
     return EXIT_OK
 
 
-__all__ = ["app", "counts_table", "main", "print_report", "run_sync_with_progress"]
+def script() -> int:
+    """The `pdsync` console script: `main`, then a short exit. The interpreter's last act is a
+    full collection of every object still tracked, to finalize cycles; after a backfill that
+    walk took 0.5-0.6 s, with nothing left to finalize (the run closed its store and clients).
+    What exists now is frozen out of it (`gc.freeze`); files and the log are flushed as ever."""
+    code = main()
+    gc.freeze()
+    return code
+
+
+__all__ = ["app", "counts_table", "main", "script", "print_report", "run_sync_with_progress"]
 
 if __name__ == "__main__":
-    raise SystemExit(main())
+    raise SystemExit(script())
