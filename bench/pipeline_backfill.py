@@ -24,7 +24,9 @@ it:
    child's, so after a large step the bench's own memory showed as pdsync's (345 MiB against a
    VmHWM of 166 in one incremental run); it is printed beside, for reference. The CPU the
    sandbox and the Prefect server spent meanwhile is shown too (they share the machine's
-   cores);
+   cores), and where the wall time went, from Prefect's record of the flow run's tasks: from
+   the spawn to the stream, the stream, the scan of Planhat, the report, and from the report to
+   the exit (Prefect's flow teardown and the interpreter's);
 4. reads both servers' request counters (`GET /_sandbox/counters`) and prints the API calls
    beside the minimum: Σ ceil(n/500) list pages of the four streams + the account lists
    (`ACCOUNT_LISTS`) + the scan of Planhat's companies that follows in the same run
@@ -145,6 +147,9 @@ class Run:
     planhat_calls: dict[str, Any] = field(default_factory=dict)
     landed: dict[str, int] = field(default_factory=dict)
     output_tail: str = ""
+    started_at: float = 0.0  # the process's spawn, time.time()
+    #: where the wall time went, from Prefect's record of the run (`flow_timeline`)
+    timeline: dict[str, float] = field(default_factory=dict)
     #: the incremental step: records changed per stream, Planhat records changed per model,
     #: and the `pdsync sync` that followed (its figures in a Run of its own)
     changed: dict[str, int] = field(default_factory=dict)
@@ -369,6 +374,7 @@ def run_backfill(
         ]  # fmt: skip
     with open(log, "wb") as out:
         started = time.perf_counter()
+        run.started_at = time.time()
         process = subprocess.Popen(  # noqa: S603 - the project's own entry point
             command,
             stdin=subprocess.DEVNULL,
@@ -392,6 +398,50 @@ def run_backfill(
     run.sandbox_cpu_s = process_cpu_s(watch[:1]) - others_before[0]
     run.prefect_cpu_s = process_cpu_s(watch[1:]) - others_before[1]
     run.output_tail = "\n".join(log.read_text(errors="replace").splitlines()[-25:])
+
+
+#: the flow's tasks whose times `flow_timeline` reports (task run names carry a suffix)
+TIMED_TASKS = {
+    "read, select and write, streamed": "stream",
+    "scan Planhat and send its changes": "scan",
+    "report the run": "report",
+}
+
+
+def flow_timeline(api_url: str, run: Run) -> dict[str, float]:
+    """Where the backfill's wall time went, from Prefect's record of its flow run (the newest
+    on this bench's own server): seconds from the spawn to the stream's start, in the stream,
+    the scan and the report, and from the report's end to the process's exit (Prefect's flow
+    teardown and the interpreter's). Empty if the API has no such run."""
+    with httpx.Client(base_url=api_url, timeout=30) as api:
+        flows = api.post("/flow_runs/filter", json={"sort": "START_TIME_DESC", "limit": 1})
+        if flows.status_code != 200 or not flows.json():
+            return {}
+        flow_run = flows.json()[0]
+        tasks = api.post(
+            "/task_runs/filter", json={"flow_runs": {"id": {"any_": [flow_run["id"]]}}}
+        ).json()
+
+    def at(text: str | None) -> float | None:
+        if not text:
+            return None
+        return datetime.fromisoformat(text.replace("Z", "+00:00")).timestamp() - run.started_at
+
+    spans: dict[str, tuple[float, float]] = {}
+    for task in tasks:
+        name = str(task.get("name", "")).rsplit("-", 1)[0]
+        start, end = at(task.get("start_time")), at(task.get("end_time"))
+        if name in TIMED_TASKS and start is not None and end is not None:
+            spans[TIMED_TASKS[name]] = (start, end)
+    if set(spans) != set(TIMED_TASKS.values()):
+        return {}
+    return {
+        "to the stream": spans["stream"][0],
+        "stream": spans["stream"][1] - spans["stream"][0],
+        "scan": spans["scan"][1] - spans["scan"][0],
+        "report": spans["report"][1] - spans["report"][0],
+        "after the report": run.wall_s - spans["report"][1],
+    }
 
 
 def import_time_s() -> float:
@@ -471,6 +521,7 @@ def measure(args: argparse.Namespace, scale: float, server: Any, tmp: Path) -> R
             )
             if profile is not None:
                 print_hot_spots(profile, args.top)
+            run.timeline = flow_timeline(server.api_url, run)
             run.pipedrive_calls = admin.get(f"{pd_url}/_sandbox/counters").json()
             run.planhat_calls = admin.get(f"{ph_url}/_sandbox/counters").json()
             before = planhat_contents(admin, ph_url)
@@ -702,6 +753,11 @@ def report(args: argparse.Namespace, runs: list[Run]) -> None:
             f"  pdsync: user {r.user_s:.1f} s + sys {r.sys_s:.1f} s; VmHWM {r.vmhwm_mib:.0f} MiB"
             f" (ru_maxrss {r.maxrss_mib:.0f} MiB: at least the bench's own peak at the spawn)"
         )
+        if r.timeline:
+            print(
+                "  wall time (Prefect's record of the run): "
+                + ", ".join(f"{name} {seconds:.1f} s" for name, seconds in r.timeline.items())
+            )
         print(
             f"  calls {r.calls} vs minimum {r.minimum_calls} = {r.list_pages_min} list pages + "
             f"{ACCOUNT_LISTS} account lists + {r.scan_pages} scan pages + {r.upserts_min} upserts "
