@@ -43,17 +43,40 @@ _CANONICAL = json.JSONEncoder(
     sort_keys=True, separators=(",", ":"), ensure_ascii=False, allow_nan=False
 )
 _SCALARS = frozenset({str, int, bool, type(None)})
+_NESTED = frozenset({dict, list})
 
 
 def _without_floats(value: Any) -> bool:
     """True when `value` is made only of dicts keyed by strings, lists, strings, integers,
-    booleans and None (exact types): then orjson writes exactly what Python's json writes."""
+    booleans and None (exact types): then orjson writes exactly what Python's json writes.
+    (Every link's values pass here: leaves are checked in the loop, not by a call each.)"""
     kind = type(value)
     if kind is dict:
-        return all(type(k) is str and _without_floats(v) for k, v in value.items())
+        for key, item in value.items():
+            if type(key) is not str:
+                return False
+            inner = type(item)
+            if inner not in _SCALARS and (inner not in _NESTED or not _without_floats(item)):
+                return False
+        return True
     if kind is list:
-        return all(_without_floats(v) for v in value)
+        for item in value:
+            inner = type(item)
+            if inner not in _SCALARS and (inner not in _NESTED or not _without_floats(item)):
+                return False
+        return True
     return kind in _SCALARS
+
+
+def _fast_canonical(values: Any) -> bytes | None:
+    """`canonical_json`'s text as UTF-8, written by orjson, when that is byte for byte Python's
+    (no floats, no integer beyond 64 bits, no lone surrogate); None otherwise."""
+    if _without_floats(values):
+        try:
+            return orjson.dumps(values, option=orjson.OPT_SORT_KEYS)
+        except TypeError:  # an integer beyond 64 bits, a lone surrogate
+            pass
+    return None
 
 
 def canonical_json(values: FieldValues) -> str:
@@ -67,11 +90,9 @@ def canonical_json(values: FieldValues) -> str:
     Raises `ValueError` for values JSON cannot carry faithfully (NaN, infinities, sets,
     datetimes...): convert them to strings or numbers first.
     """
-    if _without_floats(values):
-        try:
-            return orjson.dumps(values, option=orjson.OPT_SORT_KEYS).decode()
-        except TypeError:  # an integer beyond 64 bits, a lone surrogate: Python's json below
-            pass
+    fast = _fast_canonical(values)
+    if fast is not None:
+        return fast.decode()
     try:
         return _CANONICAL.encode(values)
     except (TypeError, ValueError) as exc:
@@ -84,7 +105,9 @@ def values_hash(values: JsonValue) -> str:
     `mappings.values.field_hash` is this hash of one field's canonical value. Equal values give
     equal hashes whatever the key order, so a task can tell "nothing changed since the last
     sync" without comparing field by field. Raises `ValueError` like `canonical_json`."""
-    return hashlib.sha256(canonical_json(values).encode("utf-8")).hexdigest()
+    fast = _fast_canonical(values)
+    text = fast if fast is not None else canonical_json(values).encode("utf-8")
+    return hashlib.sha256(text).hexdigest()
 
 
 def token_fingerprint(token: str) -> str:
