@@ -193,7 +193,7 @@ def _check_model(model: str) -> str:
 def _item_keys(item: Any, model: str) -> list[tuple[str, str]]:
     """The keys Planhat matches an item on, strongest first: `_id`, `sourceId`, `externalId`
     (and for end users `email`)."""
-    if not isinstance(item, Mapping):
+    if type(item) is not dict and not isinstance(item, Mapping):
         return []
     keys = []
     for key_name in ("_id", "sourceId", "externalId"):
@@ -271,9 +271,10 @@ def parse_bulk_answer(
     )
     for outcome, list_name in placements:
         for entry in body.get(list_name) or []:
-            record_id = entry.get("_id") if isinstance(entry, Mapping) else entry
+            keyed = type(entry) is dict or isinstance(entry, Mapping)
+            record_id = entry.get("_id") if keyed else entry
             record_id = None if record_id is None else str(record_id)
-            index = claim(_item_keys(entry, model)) if isinstance(entry, Mapping) else None
+            index = claim(_item_keys(entry, model)) if keyed else None
             if index is None:
                 unplaced[outcome].append(record_id)
             else:
@@ -283,10 +284,12 @@ def parse_bulk_answer(
     # An item sent with its `_id` is never created, and had it been updated its `_id` would be
     # in `updatesKeys` (placed above): left over, it is unchanged.
     for i in range(n):
-        sent_with_id = isinstance(items[i], Mapping) and items[i].get("_id") not in (None, "")
-        if status[i] is None and nonupdates and sent_with_id:
-            status[i], ids[i] = "unchanged", str(items[i]["_id"])
-            nonupdates -= 1
+        if not nonupdates:
+            break
+        if status[i] is None and isinstance(items[i], Mapping):
+            if items[i].get("_id") not in (None, ""):
+                status[i], ids[i] = "unchanged", str(items[i]["_id"])
+                nonupdates -= 1
 
     rest = [i for i in range(n) if status[i] is None]
     counts: dict[Status, int] = {
