@@ -93,13 +93,22 @@ class Unconvertible(ValueError):
 # --------------------------------------------------------------------------------------------
 
 
+#: types of values that are never empty (`is_empty`)
+_NEVER_EMPTY = frozenset({int, float, bool, type(None)})
+
+
 def is_empty(value: Any) -> bool:
     """Absent, the empty string, or an empty string in a value's shape (`{"value": ""}`, a
     list of such): a value that must never overwrite anything. `None` is not empty (it is
     synced as null), nor is `[]` (a cleared multi-option field)."""
-    if value is ABSENT or type(value) is str:
-        return value is ABSENT or not value
-    if isinstance(value, Mapping):
+    kind = type(value)
+    if kind is str:
+        return not value
+    if value is ABSENT:
+        return True
+    if kind in _NEVER_EMPTY:  # most raw values: spares the abstract Mapping check below
+        return False
+    if kind is dict or isinstance(value, Mapping):
         if "value" in value:  # {value, label/primary/currency...}: the value is what counts
             return is_empty(value["value"])
         return bool(value) and all(is_empty(v) for v in value.values())
@@ -321,7 +330,7 @@ def field_id(raw: Any) -> int | None:
     `{value: 12, name: …}` / `{id: 12, …}` around one; None when it holds none. The id rule
     itself is `store.records.as_pipedrive_id` (a positive int; numeric strings accepted, bools
     refused); `_int_id` is the raising twin the converters use."""
-    if isinstance(raw, Mapping):
+    if type(raw) is not int and isinstance(raw, Mapping):  # an int: most ids, as v2 gives them
         raw = raw.get("value", raw.get("id"))
     return as_pipedrive_id(raw)
 
@@ -508,7 +517,7 @@ class EnumConverter(Converter):
             self.options.append(str(label))
 
     def _label(self, raw: Any) -> str:
-        if isinstance(raw, Mapping):
+        if type(raw) is not int and isinstance(raw, Mapping):
             if raw.get("label") is not None and raw.get("id") not in self.labels:
                 return str(raw["label"])
             raw = raw.get("id")

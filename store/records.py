@@ -135,6 +135,8 @@ def as_pipedrive_id(value: Any) -> int | None:
     spaces ignored: "42", " 42") and whole floats (42.0, as a JSON number may arrive)
     are accepted and converted; bools, zero, negatives, fractions and anything else are not
     ids (None). `check_pipedrive_id` is the raising twin."""
+    if type(value) is int:  # most ids, as the APIs give them (a bool's type is bool)
+        return value if value > 0 else None
     if isinstance(value, bool):
         return None
     if isinstance(value, str):
