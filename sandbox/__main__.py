@@ -59,19 +59,9 @@ from sandbox.runner import (
     DEFAULT_SEED,
     Sandbox,
 )
-from sandbox.server import free_port
+from sandbox.server import bound_socket
 
 FAULT_FLAGS = ("p_500", "p_502", "p_503", "p_429", "p_429_no_retry_after", "p_hang", "p_drop")
-
-
-def port_is_free(host: str, port: int) -> bool:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        try:
-            sock.bind((host, port))
-        except OSError:
-            return False
-    return True
 
 
 def _probability(text: str) -> float:
@@ -252,16 +242,25 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    pipedrive_port = args.pipedrive_port or free_port(args.host)
-    planhat_port = args.planhat_port or free_port(args.host)
-    for flag, port in (("--pipedrive-port", pipedrive_port), ("--planhat-port", planhat_port)):
-        if not port_is_free(args.host, port):
+    # Both ports are bound now and held until served: a port looked up free and bound after
+    # the data set is generated could be taken meanwhile (any outgoing connection may).
+    sockets: list[socket.socket] = []
+    for flag, port in (
+        ("--pipedrive-port", args.pipedrive_port),
+        ("--planhat-port", args.planhat_port),
+    ):
+        try:
+            sockets.append(bound_socket(args.host, port))
+        except OSError:
+            for sock in sockets:
+                sock.close()
             print(
                 f"python -m sandbox: error: port {port} on {args.host} is in use; "
                 f"choose another with {flag} (0 picks a free one)",
                 file=sys.stderr,
             )
             return 1
+    pipedrive_port, planhat_port = (int(sock.getsockname()[1]) for sock in sockets)
     burst, daily_budget = pipedrive_limits(args)
     sandbox = Sandbox(
         args.dataset,
@@ -331,7 +330,7 @@ def main(argv: list[str] | None = None) -> int:
             )
 
     try:
-        asyncio.run(sandbox.serve_forever(on_started=announce))
+        asyncio.run(sandbox.serve_forever(on_started=announce, sockets=sockets))
     except OSError as exc:
         print(
             f"python -m sandbox: cannot serve: {exc} (is the port in use? try --pipedrive-port 0)",

@@ -10,6 +10,7 @@ nothing of the product: it only speaks the real APIs' shapes (see `../shared/ref
 
 from __future__ import annotations
 
+import socket
 from collections.abc import Callable
 from typing import Any
 
@@ -118,10 +119,15 @@ class Sandbox:
         self.pipedrive.close()
         self.planhat.close()
 
-    async def serve_forever(self, on_started: Callable[[], None] | None = None) -> None:
+    async def serve_forever(
+        self,
+        on_started: Callable[[], None] | None = None,
+        sockets: list[socket.socket] | None = None,
+    ) -> None:
         """Serve both apps in the foreground until SIGINT or SIGTERM.
 
-        `on_started` runs once both are listening.
+        `on_started` runs once both are listening. `sockets`: Pipedrive's and Planhat's,
+        already bound to the sandbox's ports (`sandbox.server.bound_socket`).
         """
         try:
             await serve_together(
@@ -130,6 +136,7 @@ class Sandbox:
                     (self.planhat.asgi, self.host, self._ports[1]),
                 ],
                 on_started=on_started,
+                sockets=sockets,
             )
         finally:
             self.pipedrive.close()

@@ -19,10 +19,26 @@ import uvicorn
 
 
 def free_port(host: str = "127.0.0.1") -> int:
-    """A TCP port that is free on `host` right now."""
+    """A TCP port that is free on `host` right now (and may be taken by the time it is used:
+    to serve on a free port, hold the socket of `bound_socket(host, 0)`)."""
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
         sock.bind((host, 0))
         return int(sock.getsockname()[1])
+
+
+def bound_socket(host: str, port: int) -> socket.socket:
+    """A TCP socket bound to `host`:`port` (0: a free port the system picks), for uvicorn to
+    listen on. Held from the start, so no other process can take the port in between (a port
+    looked up free and bound later could be, by any outgoing connection on the machine).
+    Raises `OSError` when the port is in use."""
+    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    try:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as uvicorn binds
+        sock.bind((host, port))
+    except OSError:
+        sock.close()
+        raise
+    return sock
 
 
 class _Server(uvicorn.Server):
@@ -43,7 +59,13 @@ class ServedApp:
     ) -> None:
         self.app = app
         self.host = host
-        self.port = port or free_port(host)
+        #: a free port's socket, held from now on (an explicit port is bound by uvicorn)
+        self._socket: socket.socket | None = None
+        if port:
+            self.port = port
+        else:
+            self._socket = bound_socket(host, 0)
+            self.port = int(self._socket.getsockname()[1])
         config = uvicorn.Config(
             app,
             host=self.host,
@@ -62,8 +84,12 @@ class ServedApp:
         return f"http://{self.host}:{self.port}"
 
     def start(self, timeout: float = 15.0) -> ServedApp:
+        sockets = [self._socket] if self._socket is not None else None
         self._thread = threading.Thread(
-            target=self._server.run, name=f"sandbox-{self.port}", daemon=True
+            target=self._server.run,
+            kwargs={"sockets": sockets},
+            name=f"sandbox-{self.port}",
+            daemon=True,
         )
         self._thread.start()
         deadline = time.monotonic() + timeout
@@ -78,6 +104,8 @@ class ServedApp:
         return self
 
     def stop(self, timeout: float = 10.0) -> None:
+        if self._socket is not None and self._thread is None:  # never served: let the port go
+            self._socket.close()
         self._server.should_exit = True
         if self._thread is not None:
             self._thread.join(timeout)
@@ -97,11 +125,16 @@ async def serve_together(
     apps: list[tuple[Any, str, int]],
     log_level: str = "warning",
     on_started: Callable[[], None] | None = None,
+    sockets: list[socket.socket] | None = None,
 ) -> None:
     """Serve several ASGI apps in the foreground, in one event loop, until SIGINT or SIGTERM.
 
     `on_started` is called once every server is listening (so that what it prints is true).
+    `sockets`: one bound socket per app (`bound_socket`), to listen on instead of binding
+    each app's host and port.
     """
+    if sockets is not None and len(sockets) != len(apps):
+        raise ValueError("serve_together takes one socket per app")
     servers = [
         _Server(
             uvicorn.Config(
@@ -136,7 +169,13 @@ async def serve_together(
             on_started()
 
     try:
-        await asyncio.gather(announce(), *(server.serve() for server in servers))
+        await asyncio.gather(
+            announce(),
+            *(
+                server.serve(sockets=None if sockets is None else [sockets[i]])
+                for i, server in enumerate(servers)
+            ),
+        )
     finally:
         for sig in (signal.SIGINT, signal.SIGTERM):
             loop.remove_signal_handler(sig)
