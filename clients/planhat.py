@@ -215,7 +215,13 @@ def _entry_message(entry: Any) -> str:
 
 
 def parse_bulk_answer(
-    model: str, items: Sequence[Any], body: Any, status_code: int, *, offset: int = 0
+    model: str,
+    items: Sequence[Any],
+    body: Any,
+    status_code: int,
+    *,
+    offset: int = 0,
+    item_keys: Sequence[list[tuple[str, str]]] | None = None,
 ) -> tuple[list[ItemOutcome], list[str]]:
     """One chunk's answer as one outcome per item (`index`: `offset` + the position in the
     chunk), plus the error messages Planhat sent that name no item.
@@ -225,7 +231,8 @@ def parse_bulk_answer(
     records (`insertsKeys`, `updatesKeys`: `_id`, sometimes with the key that matched) and a
     count of unchanged ones (`nonupdates`). Items are matched to entries by their keys; what
     the keys cannot place is placed by the counts when only one reading is possible (e.g. all
-    remaining items created), and is otherwise `unknown`, never guessed.
+    remaining items created), and is otherwise `unknown`, never guessed. `item_keys`: each
+    item's `_item_keys`, when the caller has them already.
     """
     body = body if isinstance(body, Mapping) else {}
     n = len(items)
@@ -233,8 +240,10 @@ def parse_bulk_answer(
     ids: list[str | None] = [None] * n
     errors: list[str | None] = [None] * n
     by_key: dict[tuple[str, str], list[int]] = {}
-    for i, item in enumerate(items):
-        for key in _item_keys(item, model):
+    if item_keys is None:
+        item_keys = [_item_keys(item, model) for item in items]
+    for i, keys in enumerate(item_keys):
+        for key in keys:
             by_key.setdefault(key, []).append(i)
 
     def claim(keys: Iterable[tuple[str, str]]) -> int | None:
@@ -467,7 +476,8 @@ class PlanhatClient(Closing):
         iterator = iter(items)
         offset = 0
         while chunk := [dict(item) for item in itertools.islice(iterator, chunk_size)]:
-            keyed = all(_item_keys(item, model) for item in chunk)
+            keys = [_item_keys(item, model) for item in chunk]
+            keyed = all(keys)
             requests += 1
             try:
                 response = self._http.request("PUT", url, json=chunk, idempotent=keyed)
@@ -480,7 +490,12 @@ class PlanhatClient(Closing):
                 continue
             partial = partial or response.status_code == 206
             chunk_outcomes, chunk_unattributed = parse_bulk_answer(
-                model, chunk, self._http.json(response), response.status_code, offset=offset
+                model,
+                chunk,
+                self._http.json(response),
+                response.status_code,
+                offset=offset,
+                item_keys=keys,
             )
             outcomes.extend(chunk_outcomes)
             unattributed.extend(chunk_unattributed)

@@ -91,8 +91,11 @@ def canonical_json(values: FieldValues) -> str:
     datetimes...): convert them to strings or numbers first.
     """
     fast = _fast_canonical(values)
-    if fast is not None:
-        return fast.decode()
+    return fast.decode() if fast is not None else _python_canonical(values)
+
+
+def _python_canonical(values: Any) -> str:
+    """`canonical_json`'s text as Python's json writes it (what `_fast_canonical` declines)."""
     try:
         return _CANONICAL.encode(values)
     except (TypeError, ValueError) as exc:
@@ -106,7 +109,7 @@ def values_hash(values: JsonValue) -> str:
     equal hashes whatever the key order, so a task can tell "nothing changed since the last
     sync" without comparing field by field. Raises `ValueError` like `canonical_json`."""
     fast = _fast_canonical(values)
-    text = fast if fast is not None else canonical_json(values).encode("utf-8")
+    text = fast if fast is not None else _python_canonical(values).encode("utf-8")
     return hashlib.sha256(text).hexdigest()
 
 
