@@ -339,7 +339,7 @@ class StateStore:
             if not isinstance(row.values, Mapping):
                 raise ValueError(f"link values must be a mapping, got {type(row.values).__name__}")
             values = dict(row.values)
-            if not all(isinstance(k, str) for k in values):
+            if set(map(type, values)) - {str} and not all(isinstance(k, str) for k in values):
                 raise ValueError("link values must be keyed by field name (strings)")
             digest = values_hash(values)
             if (pipedrive_id, planhat_id) != (row.pipedrive_id, row.planhat_id):
@@ -410,7 +410,7 @@ class StateStore:
                 # (object type, Planhat id) objects: one statement per chunk, not two.
                 try:
                     with conn.begin_nested():
-                        conn.execute(statement, list(chunk))
+                        db.execute_many(conn, statement, chunk)
                     written += len(chunk)
                     continue
                 except sa.exc.IntegrityError as exc:
@@ -421,7 +421,7 @@ class StateStore:
                 conflicts.extend(refused.values())
                 rest = [p for p in chunk if p["pipedrive_id"] not in refused]
                 if rest:
-                    conn.execute(statement, rest)  # a new clash: the whole write is retried
+                    db.execute_many(conn, statement, rest)  # a new clash: all is retried
                 written += len(rest)
             conflicts.sort(key=lambda c: c.row.pipedrive_id)
             return LinkWrite(written=written, conflicts=conflicts)
@@ -959,9 +959,11 @@ class StateStore:
         run_id = _check_run_id(run_id)
         now = self._now()
         latest: dict[tuple[str, str], dict[str, Any]] = {}
+        checked: object = object()  # the last object type checked: a batch's lines share it
         for raw in rows:
             row = RunAction.coerce(raw)
-            object_type = check_object_type(row.object_type)
+            if row.object_type is not checked:
+                checked = object_type = check_object_type(row.object_type)
             if row.action not in ACTIONS:
                 raise ValueError(f"action must be one of {', '.join(ACTIONS)}; got {row.action!r}")
             pipedrive_id = (
@@ -996,7 +998,7 @@ class StateStore:
 
         def work(conn: sa.Connection) -> int:
             for chunk in _chunks(params):
-                conn.execute(statement, list(chunk))
+                db.execute_many(conn, statement, chunk)
             return len(params)
 
         written = self._write(work)
