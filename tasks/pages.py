@@ -86,9 +86,13 @@ class PageReader:
             if self.then is not None and not self._stop.is_set():
                 self.then.begin()  # the next stream's read, now that this one's is done
 
-    def pages(self) -> Iterator[list[Record]]:
-        """The stream's pages in order; a read error is raised here, in the writer's thread."""
+    def pages(self, idle: Callable[[], bool] | None = None) -> Iterator[list[Record]]:
+        """The stream's pages in order; a read error is raised here, in the writer's thread.
+        `idle`: work the writer may do instead of waiting for the next page (called while none
+        is there, until it returns False: it did nothing)."""
         while True:
+            while idle is not None and self._queue.empty() and idle():
+                pass
             item = self._queue.get()
             if item is _END:
                 return

@@ -12,10 +12,12 @@ page by page, with only id maps and the current pages in memory.
   themselves on disk, `tasks.spill`); organizations, persons and notes are kept only when they
   belong to a company in Planhat or to be created.
 * **Writing** (`tasks.push.push_mapped`, per chunk): a chunk of up to `CHUNK` records is written
-  as soon as it is full; companies before their children, and a license waits (on disk) only
-  for its own company's id. A chunk's Pipedrive records are let go once mapped, unless its
-  section sends and merges them. Each chunk's run-log actions go to the store at once
-  (`store.log_actions`).
+  as soon as it is full; companies before their children. A license waits on disk for its own
+  company's id, then for a moment when the writer has no page to take (`write_ready_licenses`;
+  the rest at the end of the run): written right after their companies, chunks of licenses
+  held the writer while the readers' queues filled and Pipedrive's budget went unused. A
+  chunk's Pipedrive records are let go once mapped, unless its section sends and merges them.
+  Each chunk's run-log actions go to the store at once (`store.log_actions`).
 * **Cursors** never pass an unwritten record, nor the moment the stream's read began (as
   `Fetched.cap`), and a stream with a failed record keeps its cursor for the rest of the run:
   organizations and persons are read by `update_time` ascending (v2 keyset paging) and their
@@ -237,7 +239,7 @@ class StreamSync:
     def pages(self, reader: PageReader) -> Iterator[list[Record]]:
         """A reader's pages, with the page-progress hook (`tasks.fetch.page_progress`)."""
         read = 0
-        for page in reader.pages():
+        for page in reader.pages(idle=self.write_ready_licenses):
             self.summary.pages[reader.stream] = self.summary.pages.get(reader.stream, 0) + 1
             self._hold(len(page))
             yield page
@@ -283,7 +285,6 @@ class StreamSync:
                 self.skips = []
             for deal in selection.selected:
                 self.select(deal)
-            self.flush_licenses(final=False)
         self._log(self.skips)
         self.skips = []
 
@@ -305,11 +306,23 @@ class StreamSync:
             self.needing.append((deal_id, org_id, person_id))
         self.pending.add(org_id, deal, ready=org_id is None or org_id in self.company_ids)
 
-    def flush_licenses(self, *, final: bool) -> None:
-        """Write the licenses whose company is known, a full chunk at a time (`final`: all
-        that are left, whatever their company)."""
-        while self.pending.ready >= self.chunk or (final and len(self.pending)):
-            self._write_licenses(waiting_too=final)
+    def write_ready_licenses(self) -> bool:
+        """While the writer would wait for a page: a full chunk of the licenses whose company
+        is known, if there is one (True: it was written). Licenses wait on disk, so they are
+        written when the writer has nothing else to do rather than right after their companies:
+        a chunk written in one go holds the writer for up to a second, and several in a row
+        (after a chunk of companies) left the readers' queues full and Pipedrive's budget
+        unused."""
+        if self.pending.ready < self.chunk:
+            return False
+        self._write_licenses(waiting_too=False)
+        return True
+
+    def flush_licenses(self) -> None:
+        """Write every license left, whatever its company (every company this run writes is
+        written by now)."""
+        while len(self.pending):
+            self._write_licenses(waiting_too=True)
 
     def _write_licenses(self, *, waiting_too: bool) -> None:
         """One chunk of licenses from `pending`, mapped a page at a time: a raw deal takes
@@ -362,8 +375,8 @@ class StreamSync:
             self.write_companies(kept)
 
     def write_companies(self, chunk: dict[Any, Record]) -> None:
-        """Write a chunk of companies (the caller's `chunk` is emptied), then the licenses that
-        waited for them, once the organizations are out of memory."""
+        """Write a chunk of companies (the caller's `chunk` is emptied); the licenses that
+        waited for them are ready to be written (`write_ready_licenses`)."""
         orgs = list(chunk.values())
         chunk.clear()
         result = self.push("organization", organization_to_company(orgs, self.mappings), orgs)
@@ -371,7 +384,6 @@ class StreamSync:
         self.company_ids.update(result.planhat_ids)
         self.fresh |= result.created
         self.pending.release(result.planhat_ids)
-        self.flush_licenses(final=False)
 
     # -- persons ---------------------------------------------------------------------------------
     def _person(self, person: Record) -> Record | None:
@@ -541,7 +553,6 @@ def stream_sync(
         run.take_deals(pages("deals"))
         if "organizations" in readers:
             run.take_organizations(pages("organizations"))
-        run.flush_licenses(final=True)  # every company this run writes is written
         run.finish_stream("organizations", readers.get("organizations"))
         if "persons" in readers:
             run.take_persons(pages("persons"))
@@ -549,6 +560,7 @@ def stream_sync(
         if "notes" in readers:
             run.take_notes(pages("notes"))
             run.finish_stream("notes", readers["notes"])
+        run.flush_licenses()  # those not written while the writer waited for pages
         # last: what a selected deal brings (company, persons, notes) is written by now
         run.finish_stream("deals", readers.get("deals"))
     finally:

@@ -336,3 +336,45 @@ def test_a_read_error_is_raised_in_the_writers_thread(tmp_path: Path) -> None:
             run_id="run-1",
             full=True,
         )
+
+
+@pytest.mark.usefixtures("small_pages")
+def test_licenses_are_written_while_the_writer_waits_for_a_page(tmp_path: Path) -> None:
+    """A license ready to be written (its company is in Planhat) waits on disk until the writer
+    has no page to take: the persons' list stalls after its first page until licenses are in
+    Planhat, which only the writer's idle time can do by then (organizations are read)."""
+    licensed = threading.Event()
+    stalled: list[bool] = []
+
+    class Signalling(WatchedPlanhat):
+        def bulk_upsert(self, model: str, items: Iterable[Mapping[str, Any]]) -> Any:
+            answer = super().bulk_upsert(model, items)
+            if model == "licenses":
+                licensed.set()
+            return answer
+
+    class Stalling(FakePipedrive):
+        def iter_persons(self, **kw: Any) -> Iterator[Any]:
+            for n, person in enumerate(super().iter_persons(**kw)):
+                if n == PAGE:  # the second page's request
+                    stalled.append(licensed.wait(timeout=10))
+                yield person
+
+    planhat = Signalling()
+    with StateStore(f"sqlite:///{tmp_path / 'stream.db'}") as store:
+        stream_sync(
+            Stalling(),  # type: ignore[arg-type]
+            planhat,  # type: ignore[arg-type]
+            store,
+            MAPPINGS,
+            run_id="run-1",
+            full=True,
+            chunk=CHUNK,
+            depth=DEPTH,
+        )
+    assert stalled == [True]  # written while the persons' read waited, not after the stream
+    licenses = [size for model, size in planhat.writes if model == "licenses"]
+    assert len(licenses) > 1 and all(size <= CHUNK for size in licenses)
+    assert planhat.orphans == []
+    expected = _expected(tmp_path)[0]["deals"]
+    assert {str(r["sourceId"]) for r in planhat.records("licenses")} == expected
