@@ -169,6 +169,15 @@ def _expected(store_dir: Path) -> tuple[dict[str, set[str]], Counter[tuple[str, 
     return ids, Counter((a.object_type, a.action) for a in actions)
 
 
+def _stream(
+    pipedrive: Any, planhat: Any, store: StateStore, run_id: str = "run-1", full: bool = True
+) -> Any:
+    """`stream_sync` with the fakes at the client seam, in small chunks and queues."""
+    return stream_sync(
+        pipedrive, planhat, store, MAPPINGS, run_id=run_id, full=full, chunk=CHUNK, depth=DEPTH
+    )
+
+
 @pytest.fixture()
 def small_pages(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(tasks.fetch, "PAGE_SIZE", PAGE)
@@ -186,16 +195,7 @@ def test_the_stream_writes_what_the_phases_wrote_in_chunks_companies_first(
     with WatchedStore(f"sqlite:///{tmp_path / 'stream.db'}") as store:
         store.planhat, store.expected, store.passed = planhat, expected, []
         store.moves = Counter()
-        summary = stream_sync(
-            pipedrive,  # type: ignore[arg-type]  # fakes at the client seam
-            planhat,  # type: ignore[arg-type]
-            store,
-            MAPPINGS,
-            run_id="run-1",
-            full=True,
-            chunk=CHUNK,
-            depth=DEPTH,
-        )
+        summary = _stream(pipedrive, planhat, store)
         report = store.run_report("run-1")
         cursors = store.all_cursors()
 
@@ -241,16 +241,7 @@ def test_a_failed_chunk_keeps_its_streams_cursor(tmp_path: Path) -> None:
     with WatchedStore(f"sqlite:///{tmp_path / 'stream.db'}") as store:
         store.planhat, store.expected, store.passed = planhat, _expected(tmp_path)[0], []
         store.moves = Counter()
-        summary = stream_sync(
-            FakePipedrive(),  # type: ignore[arg-type]
-            planhat,  # type: ignore[arg-type]
-            store,
-            MAPPINGS,
-            run_id="run-1",
-            full=True,
-            chunk=CHUNK,
-            depth=DEPTH,
-        )
+        summary = _stream(FakePipedrive(), planhat, store)
         cursors = store.all_cursors()
     assert summary.failed == {"note"}
     assert "notes" not in cursors and {"deals", "organizations", "persons"} <= set(cursors)
@@ -263,16 +254,7 @@ def test_an_incremental_run_after_the_backfill_writes_nothing(tmp_path: Path) ->
     with StateStore(f"sqlite:///{tmp_path / 'stream.db'}") as store:
         for run, full in (("run-1", True), ("run-2", False)):
             pipedrive.note_reads.clear()
-            stream_sync(
-                pipedrive,  # type: ignore[arg-type]
-                planhat,  # type: ignore[arg-type]
-                store,
-                MAPPINGS,
-                run_id=run,
-                full=full,
-                chunk=CHUNK,
-                depth=DEPTH,
-            )
+            _stream(pipedrive, planhat, store, run_id=run, full=full)
             if run == "run-1":
                 planhat.calls.clear()
         counts = store.run_report("run-2").counts
@@ -362,16 +344,7 @@ def test_licenses_are_written_while_the_writer_waits_for_a_page(tmp_path: Path) 
 
     planhat = Signalling()
     with StateStore(f"sqlite:///{tmp_path / 'stream.db'}") as store:
-        stream_sync(
-            Stalling(),  # type: ignore[arg-type]
-            planhat,  # type: ignore[arg-type]
-            store,
-            MAPPINGS,
-            run_id="run-1",
-            full=True,
-            chunk=CHUNK,
-            depth=DEPTH,
-        )
+        _stream(Stalling(), planhat, store)
     assert stalled == [True]  # written while the persons' read waited, not after the stream
     licenses = [size for model, size in planhat.writes if model == "licenses"]
     assert len(licenses) > 1 and all(size <= CHUNK for size in licenses)
