@@ -170,9 +170,9 @@ def execute_many(
     driver's `executemany`, each value bound by its column's type as SQLAlchemy would.
 
     SQLAlchemy's own executemany builds every row's parameters through the compiled
-    statement, in Python: a third of the time of a backfill's link and run-log writes
-    (`bench/pipeline_backfill.py`). Errors are SQLAlchemy's as usual (`sa.exc.IntegrityError`
-    and so on, so `write` retries what is transient)."""
+    statement, in Python: a quarter of the time of a backfill's link and run-log writes.
+    Errors are SQLAlchemy's as usual (`sa.exc.IntegrityError` and so on, so `write` retries
+    what is transient)."""
     if not rows:
         return
     dialect = conn.dialect
