@@ -400,19 +400,21 @@ def run_backfill(
     run.output_tail = "\n".join(log.read_text(errors="replace").splitlines()[-25:])
 
 
-#: the flow's tasks whose times `flow_timeline` reports (task run names carry a suffix)
-TIMED_TASKS = {
-    "read, select and write, streamed": "stream",
-    "scan Planhat and send its changes": "scan",
-    "report the run": "report",
-}
-
-
 def flow_timeline(api_url: str, run: Run) -> dict[str, float]:
     """Where the backfill's wall time went, from Prefect's record of its flow run (the newest
     on this bench's own server): seconds from the spawn to the stream's start, in the stream,
     the scan and the report, and from the report's end to the process's exit (Prefect's flow
     teardown and the interpreter's). Empty if the API has no such run."""
+    from tasks.report import report_logged_task
+    from tasks.scan import scan_planhat_task
+    from tasks.stream import stream_sync_task
+
+    #: the flow's tasks timed, by their names (a task run's name carries a suffix)
+    timed = {
+        stream_sync_task.name: "stream",
+        scan_planhat_task.name: "scan",
+        report_logged_task.name: "report",
+    }
     with httpx.Client(base_url=api_url, timeout=30) as api:
         flows = api.post("/flow_runs/filter", json={"sort": "START_TIME_DESC", "limit": 1})
         if flows.status_code != 200 or not flows.json():
@@ -431,9 +433,9 @@ def flow_timeline(api_url: str, run: Run) -> dict[str, float]:
     for task in tasks:
         name = str(task.get("name", "")).rsplit("-", 1)[0]
         start, end = at(task.get("start_time")), at(task.get("end_time"))
-        if name in TIMED_TASKS and start is not None and end is not None:
-            spans[TIMED_TASKS[name]] = (start, end)
-    if set(spans) != set(TIMED_TASKS.values()):
+        if name in timed and start is not None and end is not None:
+            spans[timed[name]] = (start, end)
+    if set(spans) != set(timed.values()):
         return {}
     return {
         "to the stream": spans["stream"][0],

@@ -189,7 +189,7 @@ def execute_many(
         if (process := compiled.binds[name].type.dialect_impl(dialect).bind_processor(dialect))
     ]
     values_of = operator.itemgetter(*keys)
-    width = len(first)
+    width, positional = len(first), compiled.positional
     encoded: list[Any] = []
     for row in rows:
         if len(row) != width:  # with every key present (else KeyError): the same keys
@@ -201,9 +201,7 @@ def execute_many(
             values = list(values)
             for i, process in processors:
                 values[i] = process(values[i])
-        encoded.append(
-            tuple(values) if compiled.positional else dict(zip(names, values, strict=True))
-        )
+        encoded.append(tuple(values) if positional else dict(zip(names, values, strict=True)))
     conn.exec_driver_sql(compiled.string, encoded)
 
 
