@@ -30,8 +30,10 @@ def bound_socket(host: str, port: int) -> socket.socket:
     """A TCP socket bound to `host`:`port` (0: a free port the system picks), for uvicorn to
     listen on. Held from the start, so no other process can take the port in between (a port
     looked up free and bound later could be, by any outgoing connection on the machine).
-    Raises `OSError` when the port is in use."""
-    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    Raises `OSError` when the port is in use. The protocol is named (`IPPROTO_TCP`, as uvicorn's
+    own binding has it): asyncio sets `TCP_NODELAY` on accepted connections only then, and
+    without it every small answer waited some 40 ms for the client's delayed ACK."""
+    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM, socket.IPPROTO_TCP)
     try:
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as uvicorn binds
         sock.bind((host, port))
